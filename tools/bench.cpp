@@ -1,0 +1,146 @@
+// flashattn_bench: times our kernels on the standard grid of shared/BENCH.md (bf16,
+// batch * seqlen = 16384, nheads * d = 2048) and writes the results JSON. The peers (torch SDPA
+// backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
+//   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
+//                   [--headdims 64,128,256] [--reps N]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "flashattn/flashattn.h"
+
+namespace {
+
+std::vector<int> parse_list(const char* s) {
+  std::vector<int> v;
+  for (const char* p = s; *p;) {
+    v.push_back(std::atoi(p));
+    while (*p && *p != ',') ++p;
+    if (*p == ',') ++p;
+  }
+  return v;
+}
+
+struct Row {
+  std::string pass, note;
+  int d, batch, seqlen, nheads;
+  bool causal;
+  double ms = 0, tflops = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_path = "bench.json", backend_name = "auto";
+  std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
+  int reps = 30;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--backend")) backend_name = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--seqlens")) seqlens = parse_list(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--headdims")) headdims = parse_list(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+  }
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+    std::fprintf(stderr, "flashattn_bench: no CUDA device here; the benchmark needs a GPU (H100 for the "
+                         "published numbers). Nothing was measured.\n");
+    return 2;
+  }
+  const flashattn_backend backend = backend_name == "reference" ? FLASHATTN_BACKEND_REFERENCE
+                                    : backend_name == "sm80"    ? FLASHATTN_BACKEND_SM80
+                                    : backend_name == "sm90"    ? FLASHATTN_BACKEND_SM90
+                                                                : FLASHATTN_BACKEND_AUTO;
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::vector<Row> rows;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  for (int d : headdims)
+    for (int causal = 0; causal < 2; ++causal)
+      for (int s : seqlens) {
+        const int batch = std::max(1, 16384 / s), h = 2048 / d;
+        const size_t n = size_t(batch) * s * h * d;
+        void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse;
+        cudaMalloc(&q, n * 2), cudaMalloc(&k, n * 2), cudaMalloc(&v, n * 2), cudaMalloc(&o, n * 2);
+        cudaMalloc(&dout, n * 2), cudaMalloc(&dq, n * 2), cudaMalloc(&dk, n * 2), cudaMalloc(&dv, n * 2);
+        cudaMalloc(&lse, size_t(batch) * h * s * 4);
+        // Inputs: a fixed bit pattern of small finite bf16 values (never zeros).
+        std::vector<uint16_t> host(n);
+        for (size_t i = 0; i < n; ++i) host[i] = uint16_t(0x3c00 + (i * 2654435761u >> 20) % 0x300) ^ (i & 1 ? 0x8000 : 0);
+        for (void* p : {q, k, v, dout}) cudaMemcpy(p, host.data(), n * 2, cudaMemcpyHostToDevice);
+        flashattn::FwdParams f;
+        f.attn.q = flashattn::make_tensor(q, flashattn::DType::kBFloat16, {batch, s, h, d});
+        f.attn.k = flashattn::make_tensor(k, flashattn::DType::kBFloat16, {batch, s, h, d});
+        f.attn.v = flashattn::make_tensor(v, flashattn::DType::kBFloat16, {batch, s, h, d});
+        f.attn.is_causal = causal;
+        f.out = flashattn::make_tensor(o, flashattn::DType::kBFloat16, {batch, s, h, d});
+        f.softmax_lse = flashattn::make_tensor(lse, flashattn::DType::kFloat32, {batch, h, s});
+        f.backend = backend;
+        flashattn::BwdParams b;
+        b.attn = f.attn;
+        b.out = f.out;
+        b.softmax_lse = f.softmax_lse;
+        b.dout = flashattn::make_tensor(dout, flashattn::DType::kBFloat16, {batch, s, h, d});
+        b.dq = flashattn::make_tensor(dq, flashattn::DType::kBFloat16, {batch, s, h, d});
+        b.dk = flashattn::make_tensor(dk, flashattn::DType::kBFloat16, {batch, s, h, d});
+        b.dv = flashattn::make_tensor(dv, flashattn::DType::kBFloat16, {batch, s, h, d});
+        b.backend = backend;
+        size_t ws = 0;
+        void* workspace = nullptr;
+        if (flashattn::bwd_workspace_size(b, &ws).ok() && ws) cudaMalloc(&workspace, ws);
+        b.workspace = workspace;
+        b.workspace_size = ws;
+        const double flops = 4.0 * batch * h * double(s) * s * d / (causal ? 2 : 1);
+        for (int pass = 0; pass < 2; ++pass) {
+          Row r{pass ? "bwd" : "fwd", "", d, batch, s, h, bool(causal)};
+          auto call = [&] { return pass ? flashattn::bwd(b, nullptr) : flashattn::fwd(f, nullptr); };
+          flashattn::Status st = call();
+          if (!st.ok()) {
+            r.note = st.message;
+          } else {
+            for (int i = 0; i < 3; ++i) call();
+            std::vector<float> times;
+            for (int i = 0; i < reps; ++i) {
+              cudaEventRecord(start);
+              call();
+              cudaEventRecord(stop);
+              cudaEventSynchronize(stop);
+              float ms = 0;
+              cudaEventElapsedTime(&ms, start, stop);
+              times.push_back(ms);
+            }
+            std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
+            r.ms = times[reps / 2];
+            r.tflops = (pass ? 2.5 : 1.0) * flops / (r.ms * 1e9);
+          }
+          rows.push_back(r);
+          std::printf("%s d=%3d causal=%d seqlen=%5d  %s\n", r.pass.c_str(), d, causal, s,
+                      r.note.empty() ? (std::to_string(r.tflops) + " TFLOP/s").c_str() : r.note.c_str());
+          std::fflush(stdout);
+        }
+        for (void* p : {q, k, v, o, dout, dq, dk, dv, lse, workspace}) cudaFree(p);
+      }
+  FILE* fp = std::fopen(out_path.c_str(), "w");
+  if (!fp) return 1;
+  std::fprintf(fp, "{\"card\": \"%s\", \"rows\": [\n", prop.name);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    std::fprintf(fp,
+                 "  {\"impl\": \"flashattn\", \"kernel\": \"%s\", \"pass\": \"%s\", \"dtype\": \"bf16\", \"d\": %d, "
+                 "\"causal\": %s, \"batch\": %d, \"seqlen\": %d, \"nheads\": %d, \"nheads_k\": %d, \"ms\": %.4f, "
+                 "\"tflops\": %.1f%s%s%s}%s\n",
+                 backend_name.c_str(), r.pass.c_str(), r.d, r.causal ? "true" : "false", r.batch, r.seqlen, r.nheads,
+                 r.nheads, r.ms, r.tflops, r.note.empty() ? "" : ", \"note\": \"", r.note.empty() ? "" : "not supported",
+                 r.note.empty() ? "" : "\"", i + 1 < rows.size() ? "," : "");
+  }
+  std::fprintf(fp, "]}\n");
+  std::fclose(fp);
+  std::printf("wrote %s\n", out_path.c_str());
+  return 0;
+}
