@@ -1,0 +1,44 @@
+// Scores of one (kBlockM x kBlockN) tile in registers: softcap and ALiBi (when on), then -inf for
+// every pair the window, causality or the sequence ends hide. Walks the accumulator and an identity
+// tensor partitioned the same way, so each value knows its (row, col).
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "kernels/common/score.h"
+
+namespace flashattn::sm80 {
+
+using namespace cute;
+
+struct TileMask {
+  int seqlen_q, seqlen_k;
+  int window_left, window_right;  // -1 = unbounded
+  bool transform;                 // softcap or ALiBi: the tile becomes natural-unit scores
+  float scale, softcap, slope;
+
+  // Whether any pair of the tile [m0, m0+bm) x [n0, n0+bn) is hidden.
+  __device__ bool tile_needs_mask(int m0, int bm, int n0, int bn) const {
+    const int diag = seqlen_k - seqlen_q;
+    const int m_last = min(m0 + bm, seqlen_q) - 1;
+    return n0 + bn > seqlen_k || (window_right >= 0 && n0 + bn - 1 > m0 + diag + window_right) ||
+           (window_left >= 0 && n0 < m_last + diag - window_left);
+  }
+
+  template <typename Acc, typename Coord>
+  __device__ void apply(Acc& acc, Coord const& coord, int m0, int n0, bool need_mask) const {
+    const int diag = seqlen_k - seqlen_q;
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc); ++i) {
+      const int row = m0 + get<0>(coord(i)), col = n0 + get<1>(coord(i));
+      if (transform) acc(i) = score<float>(acc(i), scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+      if (need_mask) {
+        const bool visible = col < seqlen_k && (window_left < 0 || col >= row + diag - window_left) &&
+                             (window_right < 0 || col <= row + diag + window_right);
+        if (!visible) acc(i) = -INFINITY;
+      }
+    }
+  }
+};
+
+}  // namespace flashattn::sm80

@@ -1,0 +1,73 @@
+// Online softmax over key tiles (FlashAttention-2, Algorithm 1): a running max m and a running,
+// per-thread partial sum l per row; O is rescaled by exp(m_old - m_new) when the max grows and
+// divided by l once at the end. Scores arrive in "raw" units; exp2 with scale·log2(e) folded in.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include <cmath>
+
+namespace flashattn::sm80 {
+
+using namespace cute;
+
+template <int kRows>
+struct OnlineSoftmax {
+  float row_max[kRows];
+  float row_sum[kRows];  // this thread's columns only, until finish()
+  float scale_log2;      // multiplies a raw score to give log2 of its weight
+
+  __device__ explicit OnlineSoftmax(float scale_log2_) : scale_log2(scale_log2_) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      row_max[r] = -INFINITY;
+      row_sum[r] = 0.f;
+    }
+  }
+
+  // scores (rows, cols) become unnormalized probabilities; acc_o (rows, d) is rescaled.
+  template <typename Scores, typename AccO>
+  __device__ void update(Scores& s, AccO& acc_o) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float m = row_max[r];
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) m = fmaxf(m, s(r, c));
+      // The four threads of a quad hold the columns of one row.
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+      // A row that has seen only masked keys keeps m = -inf; exponentiate against 0 so exp2 gives 0, not NaN.
+      const float m_scaled = m == -INFINITY ? 0.f : m * scale_log2;
+      const float correction = exp2f(row_max[r] * scale_log2 - m_scaled);
+      row_max[r] = m;
+      row_sum[r] *= correction;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(acc_o); ++c) acc_o(r, c) *= correction;
+      float sum = 0.f;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) {
+        s(r, c) = exp2f(s(r, c) * scale_log2 - m_scaled);
+        sum += s(r, c);
+      }
+      row_sum[r] += sum;
+    }
+  }
+
+  // Normalizes acc_o by the row sums (times `out_scale`, the dropout rescale) and returns each row's
+  // logsumexp in natural log (+inf for a row that saw no key).
+  template <typename AccO>
+  __device__ void finish(AccO& acc_o, float out_scale, float (&lse)[kRows]) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      float sum = row_sum[r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = sum == 0.f ? 0.f : out_scale / sum;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(acc_o); ++c) acc_o(r, c) *= inv;
+      lse[r] = sum == 0.f ? INFINITY : (row_max[r] * scale_log2 + log2f(sum)) * float(M_LN2);
+    }
+  }
+};
+
+}  // namespace flashattn::sm80
