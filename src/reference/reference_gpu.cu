@@ -199,9 +199,18 @@ __global__ void __launch_bounds__(kThreads) reference_dkdv_kernel(BwdCall c) {
   const Problem& p = c.problem;
   const int col = blockIdx.x, hk = blockIdx.y, b = blockIdx.z, t = threadIdx.x;
   const SeqInfo si = seq_info(p, b);
-  if (col >= si.seqlen_k) return;
+  const int d = p.head_dim;
+  if (col >= si.seqlen_k) {
+    // Keys past seqused_k (but inside the sequence) do not reach the output: zero gradients.
+    const int stored = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
+    if (col < stored && t < d) {
+      static_cast<T*>(c.dk)[row_offset(c.dk_stride, p.varlen, b, si.k_row0, col, hk) + t] = from_float<T>(0.f);
+      static_cast<T*>(c.dv)[row_offset(c.dv_stride, p.varlen, b, si.k_row0, col, hk) + t] = from_float<T>(0.f);
+    }
+    return;
+  }
   const Philox rng = philox_state(p);
-  const int group = p.nheads / p.nheads_k, d = p.head_dim;
+  const int group = p.nheads / p.nheads_k;
   __shared__ float k_s[kThreads], v_s[kThreads], dx_s[kChunk], pz_s[kChunk];
   load_row<T>(k_s, p.k, row_offset(p.k_stride, p.varlen, b, si.k_row0, col, hk), d);
   load_row<T>(v_s, p.v, row_offset(p.v_stride, p.varlen, b, si.k_row0, col, hk), d);

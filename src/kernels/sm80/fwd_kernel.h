@@ -14,7 +14,8 @@
 
 namespace flashattn::sm80 {
 
-template <typename Traits>
+// kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
+template <typename Traits, bool kDropout, bool kTransform>
 __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall call) {
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
@@ -101,7 +102,7 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   Tensor acc_o_rc = cute::make_tensor(acc_o.data(), rowcol(acc_o.layout()));
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
-  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
+  constexpr bool transform = kTransform;
   TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, transform,
                 p.scale, p.softcap, alibi_slope(p, b, h)};
   // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
@@ -138,7 +139,7 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
 
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     softmax.update(s_rc, acc_o_rc);
-    if (p.dropout_p > 0.f) {
+    if constexpr (kDropout) {
       CUTE_UNROLL
       for (int i = 0; i < size(acc_s); ++i) {
         const int row = m0 + get<0>(tScS(i)), col = n0 + get<1>(tScS(i));

@@ -12,10 +12,10 @@ namespace flashattn::sm80 {
 // shared/KERNELS.md); to be re-measured on our cards (bench/NOTES.md).
 template <typename Element, int kHeadDim>
 struct FwdTile;
-template <typename E> struct FwdTile<E, 32> { using type = FwdTraits<E, 32, 128, 128, 4>; };
-template <typename E> struct FwdTile<E, 64> { using type = FwdTraits<E, 64, 128, 128, 4>; };
-template <typename E> struct FwdTile<E, 96> { using type = FwdTraits<E, 96, 128, 64, 4>; };
-template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 64, 4>; };
+template <typename E> struct FwdTile<E, 32> { using type = FwdTraits<E, 32, 128, 64, 4>; };
+template <typename E> struct FwdTile<E, 64> { using type = FwdTraits<E, 64, 128, 64, 4>; };
+template <typename E> struct FwdTile<E, 96> { using type = FwdTraits<E, 96, 128, 64, 8>; };
+template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 64, 8>; };
 template <typename E> struct FwdTile<E, 192> { using type = FwdTraits<E, 192, 128, 64, 8>; };
 template <typename E> struct FwdTile<E, 256> { using type = FwdTraits<E, 256, 128, 64, 8>; };
 
@@ -29,7 +29,9 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   const Problem& p = call.problem;
   if (p.batch > 65535 || p.nheads > 65535) return not_supported("more than 65535 sequences or heads");
   constexpr int smem = Traits::kSmemBytes;
-  auto kernel = fwd_kernel<Traits>;
+  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
+  auto kernel = p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
+                                  : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
   int device = 0, max_smem = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
