@@ -46,7 +46,7 @@ std::string describe(const Problem& p, const char* pass) {
          (p.alibi_slopes ? ", alibi" : "") + (p.softcap > 0 ? ", softcap" : "") + (p.dropout_p > 0 ? ", dropout" : "");
 }
 
-// The fast kernels: none is built yet, so AUTO, SM80 and SM90 report what is missing.
+// No compiled kernel covers the call (or it is float32 outside the reference): say what is missing.
 Status no_fast_kernel(const Problem& p, const char* pass, Backend backend) {
   if (p.dtype == FLASHATTN_FLOAT32)
     return not_supported(std::string(pass) + " in float32 outside BACKEND_REFERENCE (the kernels take "
