@@ -140,10 +140,22 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     softmax.update(s_rc, acc_o_rc);
     if constexpr (kDropout) {
+      // A thread's four values of one m16n8 tile, rows {r, r+8} x cols {c, c+1}, share one Philox
+      // call (see philox.h), so each word drawn is used once.
       CUTE_UNROLL
-      for (int i = 0; i < size(acc_s); ++i) {
-        const int row = m0 + get<0>(tScS(i)), col = n0 + get<1>(tScS(i));
-        if (!dropout_keep(seed, subsequence, row, col, p.dropout_threshold)) acc_s(i) = 0.f;
+      for (int m = 0; m < size<1>(acc_s); ++m) {
+        CUTE_UNROLL
+        for (int n = 0; n < size<2>(acc_s); ++n) {
+          const Uint4 r = philox4x32_10(
+              dropout_counter(subsequence, m0 + get<0>(tScS(0, m, n)), n0 + get<1>(tScS(0, m, n))), uint32_t(seed),
+              uint32_t(seed >> 32));
+          CUTE_UNROLL
+          for (int v = 0; v < 4; ++v) {
+            const int w = dropout_word(get<0>(tScS(v, m, n)), get<1>(tScS(v, m, n)));
+            const uint32_t word = w == 0 ? r.x : w == 1 ? r.y : w == 2 ? r.z : r.w;
+            if (word < p.dropout_threshold) acc_s(v, m, n) = 0.f;
+          }
+        }
       }
     }
     // P (fp32 accumulator) -> the input dtype, reused in place as the A operand of O += P V.
