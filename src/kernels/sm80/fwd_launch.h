@@ -8,8 +8,9 @@
 
 namespace flashattn::sm80 {
 
-// kBlockM x kBlockN, warps: the FlashAttention-2 paper's choices for A100/H100 (see
-// shared/KERNELS.md); to be re-measured on our cards (bench/NOTES.md).
+// kBlockM x kBlockN, warps. Started from the FlashAttention-2 choices (shared/KERNELS.md); d64 moved
+// to 128x64 and d96/d128 to 8 warps because the larger tiles spilled registers (ptxas -v), which cost
+// 10x on H100 (bench/NOTES.md, step 1-2). Re-measure before changing.
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E> struct FwdTile<E, 32> { using type = FwdTraits<E, 32, 128, 64, 4>; };
