@@ -378,8 +378,8 @@ Status validate_attention(const flashattn_attention& a, bool varlen, Target targ
   return Status::Ok();
 }
 
-Status validate_like_q(const flashattn_tensor& t, const char* name, const flashattn_attention& attn, bool,
-                       Target target, RowStrides* strides) {
+Status validate_like_q(const flashattn_tensor& t, const char* name, const flashattn_attention& attn, Target target,
+                       RowStrides* strides) {
   FA_TRY(check_like(t, name, attn.q, "q", target));
   *strides = row_strides(t, t.rank == 3);
   return Status::Ok();

@@ -47,7 +47,7 @@ Status not_supported(const std::string& what);
 Status validate_attention(const flashattn_attention& attn, bool varlen, Target target, Problem* out);
 // Checks a q-like tensor (same shape as q) such as dout, for the CPU reference.
 Status validate_like_q(const flashattn_tensor& t, const char* name, const flashattn_attention& attn,
-                       bool varlen, Target target, RowStrides* strides);
+                       Target target, RowStrides* strides);
 Status validate_fwd(const flashattn_fwd_params& params, bool varlen, Target target, FwdCall* call);
 Status validate_bwd(const flashattn_bwd_params& params, bool varlen, Target target, BwdCall* call);
 

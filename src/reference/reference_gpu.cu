@@ -52,15 +52,7 @@ __device__ float block_reduce(float x, bool is_max, float* scratch) {
   return x;
 }
 
-struct Philox {
-  uint64_t seed, offset;
-};
-__device__ Philox philox_state(const Problem& p) {
-  if (p.philox_seed_ptr) return Philox{*p.philox_seed_ptr, *p.philox_offset_ptr + p.philox_offset};
-  return Philox{p.philox_seed, p.philox_offset};
-}
-
-__device__ float dropout_factor(const Problem& p, const Philox& rng, int b, int h, int row, int col) {
+__device__ float dropout_factor(const Problem& p, const PhiloxState& rng, int b, int h, int row, int col) {
   if (p.dropout_p == 0.f) return 1.f;
   const bool keep = dropout_keep(rng.seed, dropout_subsequence(rng.offset, p, b, h), row, col, p.dropout_threshold);
   return keep ? 1.f / (1.f - p.dropout_p) : 0.f;
@@ -71,7 +63,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) reference_fwd_kernel(FwdCall call) {
   const Problem& p = call.problem;
   const int row = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t = threadIdx.x;
-  const Philox rng = philox_state(p);
+  const PhiloxState rng = philox_state(p);
   if (call.rng_state && row == 0 && h == 0 && b == 0 && t == 0) {
     call.rng_state[0] = rng.seed;
     call.rng_state[1] = rng.offset;
@@ -125,7 +117,7 @@ struct PairGrad {
   float pz, dx;
 };
 template <typename T>
-__device__ PairGrad pair_grad(const BwdCall& c, const Philox& rng, int b, const SeqInfo& si, int h, int row, int col,
+__device__ PairGrad pair_grad(const BwdCall& c, const PhiloxState& rng, int b, const SeqInfo& si, int h, int row, int col,
                               const float* q_row, const float* k_row, const float* do_row, const float* v_row,
                               float lse, float D) {
   const Problem& p = c.problem;
@@ -154,7 +146,7 @@ __global__ void __launch_bounds__(kThreads) reference_dq_kernel(BwdCall c) {
   const int row = blockIdx.x, h = blockIdx.y, b = blockIdx.z, t = threadIdx.x;
   const SeqInfo si = seq_info(p, b);
   if (row >= si.seqlen_q) return;
-  const Philox rng = philox_state(p);
+  const PhiloxState rng = philox_state(p);
   const int hk = h / (p.nheads / p.nheads_k), d = p.head_dim;
   __shared__ float q_s[kThreads], do_s[kThreads], o_s[kThreads], dx_s[kChunk], scratch[kThreads / 32];
   load_row<T>(q_s, p.q, row_offset(p.q_stride, p.varlen, b, si.q_row0, row, h), d);
@@ -209,7 +201,7 @@ __global__ void __launch_bounds__(kThreads) reference_dkdv_kernel(BwdCall c) {
     }
     return;
   }
-  const Philox rng = philox_state(p);
+  const PhiloxState rng = philox_state(p);
   const int group = p.nheads / p.nheads_k;
   __shared__ float k_s[kThreads], v_s[kThreads], dx_s[kChunk], pz_s[kChunk];
   load_row<T>(k_s, p.k, row_offset(p.k_stride, p.varlen, b, si.k_row0, col, hk), d);

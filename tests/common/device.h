@@ -31,6 +31,17 @@ inline std::string gpu_unavailable_reason() {
 
 #define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr << ": " << cudaGetErrorString(cudaGetLastError())
 
+// Fixtures whose tests skip (with the reason) where no device exists.
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override { FLASHATTN_REQUIRE_GPU(); }
+};
+template <typename Param>
+class GpuTestWithParam : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override { FLASHATTN_REQUIRE_GPU(); }
+};
+
 struct DeviceBuffer {
   void* ptr = nullptr;
   size_t bytes = 0;

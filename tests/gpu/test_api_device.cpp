@@ -6,10 +6,7 @@
 namespace flashattn::test {
 namespace {
 
-class ApiDevice : public ::testing::Test {
- protected:
-  void SetUp() override { FLASHATTN_REQUIRE_GPU(); }
-};
+using ApiDevice = GpuTest;
 
 Case small_case(int32_t dtype) {
   Case c;

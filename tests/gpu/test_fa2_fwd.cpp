@@ -48,10 +48,7 @@ std::vector<Fa2Case> fa2_cases() {
   return out;
 }
 
-class Fa2Fwd : public ::testing::TestWithParam<Fa2Case> {
- protected:
-  void SetUp() override { FLASHATTN_REQUIRE_GPU(); }
-};
+using Fa2Fwd = GpuTestWithParam<Fa2Case>;
 
 TEST_P(Fa2Fwd, MatchesFp64Reference) {
   const uint64_t seed = fresh_seed();

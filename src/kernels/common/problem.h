@@ -94,6 +94,16 @@ FA_HOST_DEVICE float alibi_slope(const Problem& p, int b, int h) {
   return p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.f;
 }
 
+// The (seed, offset) a call draws with: the device pointers (graph capture) win when given, their
+// offset plus philox_offset. Only device code may call this when the pointers are set.
+struct PhiloxState {
+  uint64_t seed, offset;
+};
+FA_HOST_DEVICE PhiloxState philox_state(const Problem& p) {
+  if (p.philox_seed_ptr) return PhiloxState{*p.philox_seed_ptr, *p.philox_offset_ptr + p.philox_offset};
+  return PhiloxState{p.philox_seed, p.philox_offset};
+}
+
 // Philox subsequence of (b, h): see philox.h. The seed/offset pointers win when given.
 FA_HOST_DEVICE uint64_t dropout_subsequence(uint64_t offset, const Problem& p, int b, int h) {
   return offset + uint64_t(b) * uint64_t(p.nheads) + uint64_t(h);

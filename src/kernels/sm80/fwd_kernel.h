@@ -23,14 +23,10 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   const Problem& p = call.problem;
   const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z, tid = threadIdx.x;
 
-  uint64_t seed = p.philox_seed, offset = p.philox_offset;
-  if (p.philox_seed_ptr) {
-    seed = *p.philox_seed_ptr;
-    offset += *p.philox_offset_ptr;
-  }
+  const PhiloxState rng = philox_state(p);
   if (call.rng_state && m_block == 0 && b == 0 && h == 0 && tid == 0) {
-    call.rng_state[0] = seed;
-    call.rng_state[1] = offset;
+    call.rng_state[0] = rng.seed;
+    call.rng_state[1] = rng.offset;
   }
 
   if (b >= p.batch) return;
@@ -107,7 +103,7 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
                 p.scale, p.softcap, alibi_slope(p, b, h)};
   // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
   OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (transform ? 1.f : p.scale));
-  const uint64_t subsequence = dropout_subsequence(offset, p, b, h);
+  const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
   const int rows_q = si.seqlen_q - m0;
   copy_tile(gmem_copy, tQgQ, tQsQ, tQcQ, rows_q, p.head_dim);
@@ -147,8 +143,8 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
         CUTE_UNROLL
         for (int n = 0; n < size<2>(acc_s); ++n) {
           const Uint4 r = philox4x32_10(
-              dropout_counter(subsequence, m0 + get<0>(tScS(0, m, n)), n0 + get<1>(tScS(0, m, n))), uint32_t(seed),
-              uint32_t(seed >> 32));
+              dropout_counter(subsequence, m0 + get<0>(tScS(0, m, n)), n0 + get<1>(tScS(0, m, n))), uint32_t(rng.seed),
+              uint32_t(rng.seed >> 32));
           CUTE_UNROLL
           for (int v = 0; v < 4; ++v) {
             const int w = dropout_word(get<0>(tScS(v, m, n)), get<1>(tScS(v, m, n)));
