@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "kernels/sm80/bwd.h"
 #include "kernels/sm80/fwd.h"
 #include "reference/reference_gpu.h"
 
@@ -9,16 +10,26 @@ namespace flashattn {
 namespace {
 
 // The compiled FlashAttention-2 instantiations (FLASHATTN_DTYPES x FLASHATTN_HEADDIMS), from CMake.
-struct Sm80FwdKernel {
+template <typename Call>
+struct Sm80Kernel {
   int dtype, head_dim;
-  Status (*run)(const FwdCall&, cudaStream_t);
+  Status (*run)(const Call&, cudaStream_t);
 };
 #define FLASHATTN_SM80_KERNEL(kind, dtype, head_dim) FLASHATTN_SM80_##kind(dtype, head_dim)
-#define FLASHATTN_SM80_fwd(dtype, head_dim) Sm80FwdKernel{dtype, head_dim, &sm80::run_fwd<dtype, head_dim>},
-const Sm80FwdKernel kSm80Fwd[] = {
+#define FLASHATTN_SM80_fwd(dtype, head_dim) Sm80Kernel<FwdCall>{dtype, head_dim, &sm80::run_fwd<dtype, head_dim>},
+#define FLASHATTN_SM80_bwd(dtype, head_dim)
+const Sm80Kernel<FwdCall> kSm80Fwd[] = {
 #include "flashattn_kernels.inc"
-    Sm80FwdKernel{-1, 0, nullptr}};
+    Sm80Kernel<FwdCall>{-1, 0, nullptr}};
 #undef FLASHATTN_SM80_fwd
+#undef FLASHATTN_SM80_bwd
+#define FLASHATTN_SM80_fwd(dtype, head_dim)
+#define FLASHATTN_SM80_bwd(dtype, head_dim) Sm80Kernel<BwdCall>{dtype, head_dim, &sm80::run_bwd<dtype, head_dim>},
+const Sm80Kernel<BwdCall> kSm80Bwd[] = {
+#include "flashattn_kernels.inc"
+    Sm80Kernel<BwdCall>{-1, 0, nullptr}};
+#undef FLASHATTN_SM80_fwd
+#undef FLASHATTN_SM80_bwd
 #undef FLASHATTN_SM80_KERNEL
 
 int device_major() {
@@ -31,12 +42,15 @@ int device_major() {
   return major;
 }
 
-// The smallest compiled head-dim bucket that holds the call.
-const Sm80FwdKernel* find_sm80_fwd(const Problem& p) {
-  const Sm80FwdKernel* best = nullptr;
-  for (const Sm80FwdKernel& k : kSm80Fwd)
+// The smallest compiled head-dim bucket that holds the call, on a device that runs it.
+template <typename Call, size_t N>
+const Sm80Kernel<Call>* find_sm80(const Sm80Kernel<Call> (&table)[N], const Call& call) {
+  if (call.backend != Backend::kAuto && call.backend != Backend::kSm80) return nullptr;
+  const Problem& p = call.problem;
+  const Sm80Kernel<Call>* best = nullptr;
+  for (const Sm80Kernel<Call>& k : table)
     if (k.run && k.dtype == p.dtype && k.head_dim >= p.head_dim && (!best || k.head_dim < best->head_dim)) best = &k;
-  return best;
+  return best && device_major() >= 8 ? best : nullptr;
 }
 
 std::string describe(const Problem& p, const char* pass) {
@@ -60,28 +74,28 @@ Status no_fast_kernel(const Problem& p, const char* pass, Backend backend) {
 }  // namespace
 
 size_t fwd_workspace_bytes(const FwdCall&) { return 0; }
-size_t bwd_workspace_bytes(const BwdCall&) { return 0; }
+
+size_t bwd_workspace_bytes(const BwdCall& call) {
+  const Sm80Kernel<BwdCall>* k = find_sm80(kSm80Bwd, call);
+  return k ? sm80::bwd_workspace(call.problem, k->head_dim, call.deterministic).bytes : 0;
+}
 
 Status dispatch_fwd(const FwdCall& call, cudaStream_t stream) {
   if (call.workspace_size < fwd_workspace_bytes(call))
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(fwd_workspace_bytes(call)));
   if (call.backend == Backend::kReference) return reference_gpu_fwd(call, stream);
-  if (call.backend == Backend::kAuto || call.backend == Backend::kSm80) {
-    const Sm80FwdKernel* k = find_sm80_fwd(call.problem);
-    if (k && device_major() >= 8) return k->run(call, stream);
-  }
+  if (const Sm80Kernel<FwdCall>* k = find_sm80(kSm80Fwd, call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "forward", call.backend);
 }
 
 Status dispatch_bwd(const BwdCall& call, cudaStream_t stream) {
   if (call.workspace_size < bwd_workspace_bytes(call))
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
-                   std::to_string(bwd_workspace_bytes(call)));
-  switch (call.backend) {
-    case Backend::kReference: return reference_gpu_bwd(call, stream);
-    default: return no_fast_kernel(call.problem, "backward", call.backend);
-  }
+                   std::to_string(bwd_workspace_bytes(call)) + " (flashattn_bwd_workspace_size)");
+  if (call.backend == Backend::kReference) return reference_gpu_bwd(call, stream);
+  if (const Sm80Kernel<BwdCall>* k = find_sm80(kSm80Bwd, call)) return k->run(call, stream);
+  return no_fast_kernel(call.problem, "backward", call.backend);
 }
 
 }  // namespace flashattn

@@ -168,6 +168,27 @@ inline std::vector<Case> feature_cases() {
   c.seqused_k = {3, 4, 1};
   c.causal = true;
   cases.push_back(c);
+  // The combinations users hit.
+  c = base;
+  c.name = "causal_gqa_varlen";
+  c.seqlens_q = {6, 2, 5};
+  c.seqlens_k = {6, 7, 3};
+  c.nheads = 4;
+  c.nheads_k = 2;
+  c.causal = true;
+  cases.push_back(c);
+  c = base;
+  c.name = "window_alibi_dropout";
+  c.window_left = 2;
+  c.window_right = 3;
+  c.alibi = true;
+  c.dropout = 0.25f;
+  cases.push_back(c);
+  c = base;
+  c.name = "softcap_causal";
+  c.softcap = 1.2f;
+  c.causal = true;
+  cases.push_back(c);
   c = base;
   c.name = "everything";
   c.seqlens_q = {4, 6};

@@ -6,6 +6,7 @@
 #include <cute/tensor.hpp>
 
 #include "api/validate.h"
+#include "kernels/common/block_range.h"
 #include "kernels/common/problem.h"
 #include "kernels/sm80/fwd_traits.h"
 #include "kernels/sm80/mask.h"
@@ -35,13 +36,8 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   if (m0 >= si.seqlen_q) return;
   const int hk = h / (p.nheads / p.nheads_k);
 
-  // The keys any row of this block sees: [n_block_min, n_block_max) in tiles. Bounds of the window
-  // grow with the row, so the first row gives the low end and the last row the high end.
-  const int m_last = min(m0 + kBlockM, si.seqlen_q) - 1;
-  const int key_lo = visible_keys(p, m0, si.seqlen_q, si.seqlen_k).lo;
-  const int key_hi = visible_keys(p, m_last, si.seqlen_q, si.seqlen_k).hi;
-  const int n_block_min = key_lo / kBlockN;
-  const int n_block_max = key_hi > key_lo ? (key_hi + kBlockN - 1) / kBlockN : n_block_min;
+  const BlockRange keys = key_blocks_of(p, m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
+  const int n_block_min = keys.begin, n_block_max = keys.end;
 
   // Global views (row stride from the caller; the head dim is contiguous).
   const Element* q_ptr = static_cast<const Element*>(p.q) + row_offset(p.q_stride, p.varlen, b, si.q_row0, 0, h);

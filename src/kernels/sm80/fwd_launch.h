@@ -3,6 +3,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/sm80/element.h"
 #include "kernels/sm80/fwd.h"
 #include "kernels/sm80/fwd_kernel.h"
 
@@ -19,10 +20,6 @@ template <typename E> struct FwdTile<E, 96> { using type = FwdTraits<E, 96, 128,
 template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 64, 8>; };
 template <typename E> struct FwdTile<E, 192> { using type = FwdTraits<E, 192, 128, 64, 8>; };
 template <typename E> struct FwdTile<E, 256> { using type = FwdTraits<E, 256, 128, 64, 8>; };
-
-template <int kDtype> struct ElementOf;
-template <> struct ElementOf<FLASHATTN_FLOAT16> { using type = cutlass::half_t; };
-template <> struct ElementOf<FLASHATTN_BFLOAT16> { using type = cutlass::bfloat16_t; };
 
 template <int kDtype, int kHeadDim>
 Status run_fwd(const FwdCall& call, cudaStream_t stream) {

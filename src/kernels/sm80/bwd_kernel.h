@@ -1,0 +1,318 @@
+// FlashAttention-2 backward on mma.sync (sm80+), Dao 2023, Algorithm 2. One CTA per (key block,
+// batch, kv head): K and V stay in shared memory, dK and dV accumulate in registers while the CTA walks
+// every query block (and, for GQA/MQA, every query head of its group, which sums dK/dV over the group
+// without atomics). Per query block it recomputes P from the forward's lse and adds its dQ share to an
+// fp32 accumulator with atomics; in deterministic mode the key blocks of a query block take turns in
+// key order (a per-query-block counter), so the floating-point sum is the same on every run.
+#pragma once
+
+#include <cuda/atomic>
+#include <cute/tensor.hpp>
+
+#include "api/validate.h"
+#include "kernels/common/block_range.h"
+#include "kernels/common/problem.h"
+#include "kernels/common/score.h"
+#include "kernels/sm80/bwd_traits.h"
+#include "kernels/sm80/tile_utils.h"
+
+namespace flashattn::sm80 {
+
+// kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
+template <typename Traits, bool kDropout, bool kTransform>
+__global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall call, const BwdWorkspace ws) {
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
+  extern __shared__ char smem[];
+  const Problem& p = call.problem;
+  const int n_block = blockIdx.x, b = blockIdx.y, hk = blockIdx.z, tid = threadIdx.x;
+  if (b >= p.batch) return;
+  const SeqInfo si = seq_info(p, b);
+  const int n0 = n_block * kBlockN;
+  // Keys stored for this sequence; those at or past seqlen_k (seqused_k) get zero gradients.
+  const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
+  if (n0 >= stored_k) return;
+  const int group = p.nheads / p.nheads_k;
+
+  // The query blocks whose key range holds this key block: a contiguous run, because both ends of a
+  // query block's key range grow with the block (block_range.h).
+  const int m_blocks = (si.seqlen_q + kBlockM - 1) / kBlockM;
+  int m_begin = m_blocks, m_end = 0;
+  for (int m = 0; m < m_blocks; ++m) {
+    const BlockRange r = key_blocks_of(p, m, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
+    if (r.begin <= n_block && n_block < r.end) {
+      m_begin = min(m_begin, m);
+      m_end = m + 1;
+    }
+  }
+  const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
+
+  const PhiloxState rng = philox_state(p);
+  char* ws_base = static_cast<char*>(call.workspace);
+  float* dq_accum = reinterpret_cast<float*>(ws_base + ws.dq_accum);
+  const float* dsum = reinterpret_cast<const float*>(ws_base + ws.dsum);
+  int* semaphore = reinterpret_cast<int*>(ws_base + ws.semaphore);
+
+  // Global views of the tiles of one query head (set per step) and of this CTA's keys.
+  const Element* k_ptr = static_cast<const Element*>(p.k) + row_offset(p.k_stride, p.varlen, b, si.k_row0, 0, hk);
+  const Element* v_ptr = static_cast<const Element*>(p.v) + row_offset(p.v_stride, p.varlen, b, si.k_row0, 0, hk);
+  Tensor mK = cute::make_tensor(make_gmem_ptr(k_ptr), make_shape(si.seqlen_k, Int<kHeadDim>{}), make_stride(p.k_stride.row, _1{}));
+  Tensor mV = cute::make_tensor(make_gmem_ptr(v_ptr), make_shape(si.seqlen_k, Int<kHeadDim>{}), make_stride(p.v_stride.row, _1{}));
+  Tensor gK = local_tile(mK, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, 0));
+  Tensor gV = local_tile(mV, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, 0));
+
+  Tensor sQ = cute::make_tensor(make_smem_ptr(reinterpret_cast<Element*>(smem)), typename Traits::SmemLayoutQ{});
+  Tensor sdO = cute::make_tensor(sQ.data() + size(sQ), typename Traits::SmemLayoutQ{});
+  Tensor sK = cute::make_tensor(sdO.data() + size(sdO), typename Traits::SmemLayoutKV{});
+  Tensor sV = cute::make_tensor(sK.data() + size(sK), typename Traits::SmemLayoutKV{});
+  Tensor sP = cute::make_tensor(sV.data() + size(sV), typename Traits::SmemLayoutP{});
+  Tensor sdS = cute::make_tensor(sP.data() + size(sP), typename Traits::SmemLayoutP{});
+  Tensor sQt = cute::make_tensor(sQ.data(), typename Traits::SmemLayoutQt{});
+  Tensor sQtNoSwizzle = cute::make_tensor(sQ.data().get(), typename Traits::SmemLayoutQtNoSwizzle{});
+  Tensor sdOt = cute::make_tensor(sdO.data(), typename Traits::SmemLayoutQt{});
+  Tensor sdOtNoSwizzle = cute::make_tensor(sdO.data().get(), typename Traits::SmemLayoutQtNoSwizzle{});
+  Tensor sKt = cute::make_tensor(sK.data(), typename Traits::SmemLayoutKt{});
+  Tensor sKtNoSwizzle = cute::make_tensor(sK.data().get(), typename Traits::SmemLayoutKtNoSwizzle{});
+  Tensor sPt = cute::make_tensor(sP.data(), typename Traits::SmemLayoutPt{});
+  Tensor sPtNoSwizzle = cute::make_tensor(sP.data().get(), typename Traits::SmemLayoutPtNoSwizzle{});
+  Tensor sdSt = cute::make_tensor(sdS.data(), typename Traits::SmemLayoutPt{});
+  Tensor sdStNoSwizzle = cute::make_tensor(sdS.data().get(), typename Traits::SmemLayoutPtNoSwizzle{});
+
+  typename Traits::GmemCopy gmem_copy;
+  auto gmem_thr = gmem_copy.get_thread_slice(tid);
+  Tensor tQsQ = gmem_thr.partition_D(sQ);
+  Tensor tdOsdO = gmem_thr.partition_D(sdO);
+  Tensor tQcQ = gmem_thr.partition_S(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  Tensor tKVcKV = gmem_thr.partition_S(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
+
+  // Starts the cp.async of step `step`'s Q and dO tiles.
+  auto load_q_do = [&](int step) {
+    const int h = hk * group + step / (m_end - m_begin), m = m_begin + step % (m_end - m_begin);
+    const Element* q_ptr = static_cast<const Element*>(p.q) + row_offset(p.q_stride, p.varlen, b, si.q_row0, 0, h);
+    const Element* do_ptr =
+        static_cast<const Element*>(call.dout) + row_offset(call.dout_stride, p.varlen, b, si.q_row0, 0, h);
+    Tensor mQ = cute::make_tensor(make_gmem_ptr(q_ptr), make_shape(si.seqlen_q, Int<kHeadDim>{}), make_stride(p.q_stride.row, _1{}));
+    Tensor mdO = cute::make_tensor(make_gmem_ptr(do_ptr), make_shape(si.seqlen_q, Int<kHeadDim>{}), make_stride(call.dout_stride.row, _1{}));
+    Tensor gQ = local_tile(mQ, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, 0));
+    Tensor gdO = local_tile(mdO, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, 0));
+    copy_tile(gmem_copy, gmem_thr.partition_S(gQ), tQsQ, tQcQ, si.seqlen_q - m * kBlockM, p.head_dim);
+    copy_tile(gmem_copy, gmem_thr.partition_S(gdO), tdOsdO, tQcQ, si.seqlen_q - m * kBlockM, p.head_dim);
+  };
+
+  // S = Q K^T and dP = dO V^T.
+  typename Traits::TiledMmaSdP mma_sdp;
+  auto thr_sdp = mma_sdp.get_thread_slice(tid);
+  Tensor tSrQ = thr_sdp.partition_fragment_A(sQ);
+  Tensor tSrK = thr_sdp.partition_fragment_B(sK);
+  Tensor tdPrdO = thr_sdp.partition_fragment_A(sdO);
+  Tensor tdPrV = thr_sdp.partition_fragment_B(sV);
+  auto copy_sdp_a = make_tiled_copy_A(typename Traits::SmemCopy{}, mma_sdp);
+  auto copy_sdp_b = make_tiled_copy_B(typename Traits::SmemCopy{}, mma_sdp);
+  auto thr_sdp_a = copy_sdp_a.get_thread_slice(tid);
+  auto thr_sdp_b = copy_sdp_b.get_thread_slice(tid);
+  Tensor tSsQ = thr_sdp_a.partition_S(sQ);
+  Tensor tSrQ_view = thr_sdp_a.retile_D(tSrQ);
+  Tensor tdPsdO = thr_sdp_a.partition_S(sdO);
+  Tensor tdPrdO_view = thr_sdp_a.retile_D(tdPrdO);
+  Tensor tSsK = thr_sdp_b.partition_S(sK);
+  Tensor tSrK_view = thr_sdp_b.retile_D(tSrK);
+  Tensor tdPsV = thr_sdp_b.partition_S(sV);
+  Tensor tdPrV_view = thr_sdp_b.retile_D(tdPrV);
+  Tensor tScS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+  auto copy_pds = make_tiled_copy_C(typename Traits::SmemCopyStoreC{}, mma_sdp);
+  auto thr_pds = copy_pds.get_thread_slice(tid);
+  Tensor tPsP = thr_pds.partition_D(sP);
+  Tensor tdSsdS = thr_pds.partition_D(sdS);
+
+  // dV += P^T dO and dK += dS^T Q.
+  typename Traits::TiledMmadKV mma_dkv;
+  auto thr_dkv = mma_dkv.get_thread_slice(tid);
+  Tensor tdVrPt = thr_dkv.partition_fragment_A(sPtNoSwizzle);
+  Tensor tdVrdOt = thr_dkv.partition_fragment_B(sdOtNoSwizzle);
+  Tensor tdKrdSt = thr_dkv.partition_fragment_A(sdStNoSwizzle);
+  Tensor tdKrQt = thr_dkv.partition_fragment_B(sQtNoSwizzle);
+  auto copy_dkv_a = make_tiled_copy_A(typename Traits::SmemCopyTransposed{}, mma_dkv);
+  auto copy_dkv_b = make_tiled_copy_B(typename Traits::SmemCopyTransposed{}, mma_dkv);
+  auto thr_dkv_a = copy_dkv_a.get_thread_slice(tid);
+  auto thr_dkv_b = copy_dkv_b.get_thread_slice(tid);
+  Tensor tdVsPt = thr_dkv_a.partition_S(sPt);
+  Tensor tdVrPt_view = thr_dkv_a.retile_D(tdVrPt);
+  Tensor tdKsdSt = thr_dkv_a.partition_S(sdSt);
+  Tensor tdKrdSt_view = thr_dkv_a.retile_D(tdKrdSt);
+  Tensor tdVsdOt = thr_dkv_b.partition_S(sdOt);
+  Tensor tdVrdOt_view = thr_dkv_b.retile_D(tdVrdOt);
+  Tensor tdKsQt = thr_dkv_b.partition_S(sQt);
+  Tensor tdKrQt_view = thr_dkv_b.retile_D(tdKrQt);
+  Tensor acc_dk = partition_fragment_C(mma_dkv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
+  Tensor acc_dv = partition_fragment_C(mma_dkv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
+  clear(acc_dk);
+  clear(acc_dv);
+
+  // dQ = dS K.
+  typename Traits::TiledMmadQ mma_dq;
+  auto thr_dq = mma_dq.get_thread_slice(tid);
+  Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);
+  Tensor tdQrKt = thr_dq.partition_fragment_B(sKtNoSwizzle);
+  auto copy_dq_a = make_tiled_copy_A(typename Traits::SmemCopy{}, mma_dq);
+  auto copy_dq_b = make_tiled_copy_B(typename Traits::SmemCopyTransposed{}, mma_dq);
+  auto thr_dq_a = copy_dq_a.get_thread_slice(tid);
+  auto thr_dq_b = copy_dq_b.get_thread_slice(tid);
+  Tensor tdQsdS = thr_dq_a.partition_S(sdS);
+  Tensor tdQrdS_view = thr_dq_a.retile_D(tdQrdS);
+  Tensor tdQsKt = thr_dq_b.partition_S(sKt);
+  Tensor tdQrKt_view = thr_dq_b.retile_D(tdQrKt);
+  Tensor tdQcdQ = thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+
+  if (steps > 0) {
+    Tensor tKsK = gmem_thr.partition_D(sK);
+    Tensor tVsV = gmem_thr.partition_D(sV);
+    copy_tile(gmem_copy, gmem_thr.partition_S(gK), tKsK, tKVcKV, si.seqlen_k - n0, p.head_dim);
+    copy_tile(gmem_copy, gmem_thr.partition_S(gV), tVsV, tKVcKV, si.seqlen_k - n0, p.head_dim);
+    load_q_do(0);
+  }
+  cp_async_fence();
+
+  // Scores arrive as raw q.k (scale folded into exp2) or, with a transform, in natural units.
+  const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
+  const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
+  const int diag = si.seqlen_k - si.seqlen_q;
+  // This thread's rows of an S tile: (row-half, MMA_M) -> index r of rowcol().
+  constexpr int kRows = 2 * decltype(size<1>(tScS))::value;
+
+  for (int step = 0; step < steps; ++step) {
+    const int h = hk * group + step / (m_end - m_begin), m_block = m_begin + step % (m_end - m_begin);
+    const int m0 = m_block * kBlockM;
+    // lse (in log2 units) and D of this thread's rows; rows past the sequence get lse = +inf, so P = 0.
+    float lse_log2[kRows], d_row[kRows];
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const int row = m0 + get<0>(tScS(2 * (r % 2), r / 2, 0));
+      const bool in = row < si.seqlen_q;
+      const int64_t i = lse_offset(p, b, si.q_row0, in ? row : 0, h);
+      lse_log2[r] = in ? call.lse[i] * float(M_LOG2E) : INFINITY;
+      d_row[r] = in ? dsum[i] : 0.f;
+    }
+    const float slope = kTransform ? alibi_slope(p, b, h) : 0.f;
+    const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
+
+    cp_async_wait<0>();
+    __syncthreads();  // Q, dO (and K, V) landed; every warp is done with the last step's dS
+
+    Tensor acc_s = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor acc_dp = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    clear(acc_s);
+    clear(acc_dp);
+    gemm_smem(mma_sdp, acc_s, tSrQ, tSrK, tSsQ, tSsK, copy_sdp_a, copy_sdp_b, tSrQ_view, tSrK_view);
+    gemm_smem(mma_sdp, acc_dp, tdPrdO, tdPrV, tdPsdO, tdPsV, copy_sdp_a, copy_sdp_b, tdPrdO_view, tdPrV_view);
+
+    // Per pair (Alg. 2 lines 13-16, with dropout mask Z and the softcap derivative g):
+    //   P = exp(s - lse),  dS = P * (Z * dP - D) * g,  and P * Z feeds dV.
+    const bool need_mask =
+        n0 + kBlockN > si.seqlen_k || (p.window_right >= 0 && n0 + kBlockN - 1 > m0 + diag + p.window_right) ||
+        (p.window_left >= 0 && n0 < min(m0 + kBlockM, si.seqlen_q) - 1 + diag - p.window_left);
+    CUTE_UNROLL
+    for (int mi = 0; mi < size<1>(acc_s); ++mi) {
+      CUTE_UNROLL
+      for (int ni = 0; ni < size<2>(acc_s); ++ni) {
+        Uint4 bits{};
+        if constexpr (kDropout)  // one Philox call per 2x2 fragment group (philox.h)
+          bits = philox4x32_10(
+              dropout_counter(subsequence, m0 + get<0>(tScS(0, mi, ni)), n0 + get<1>(tScS(0, mi, ni))),
+              uint32_t(rng.seed), uint32_t(rng.seed >> 32));
+        CUTE_UNROLL
+        for (int v = 0; v < 4; ++v) {
+          const int row = m0 + get<0>(tScS(v, mi, ni)), col = n0 + get<1>(tScS(v, mi, ni));
+          const int r = 2 * mi + v / 2;
+          float s = acc_s(v, mi, ni), grad = 1.f;
+          if constexpr (kTransform) {
+            s *= p.scale;
+            if (p.softcap > 0.f) {
+              const float t = tanhf(s / p.softcap);
+              s = p.softcap * t;
+              grad = 1.f - t * t;
+            }
+            if (slope != 0.f) s -= slope * float(abs(row + diag - col));
+          }
+          float prob = exp2f(s * scale_log2 - lse_log2[r]);
+          if (need_mask) {
+            const bool visible = col < si.seqlen_k && (p.window_left < 0 || col >= row + diag - p.window_left) &&
+                                 (p.window_right < 0 || col <= row + diag + p.window_right);
+            if (!visible) prob = 0.f;
+          }
+          float z = 1.f;
+          if constexpr (kDropout) {
+            const int w = dropout_word(row, col);
+            const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
+            z = word < p.dropout_threshold ? 0.f : keep_scale;
+          }
+          acc_dp(v, mi, ni) = prob * (z * acc_dp(v, mi, ni) - d_row[r]) * grad;
+          acc_s(v, mi, ni) = prob * z;
+        }
+      }
+    }
+    {
+      Tensor rP = cute::make_tensor<Element>(acc_s.layout());
+      Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
+      CUTE_UNROLL
+      for (int i = 0; i < size(acc_s); ++i) {
+        rP(i) = Element(acc_s(i));
+        rdS(i) = Element(acc_dp(i));
+      }
+      copy(copy_pds, thr_pds.retile_S(rP), tPsP);
+      copy(copy_pds, thr_pds.retile_S(rdS), tdSsdS);
+    }
+    __syncthreads();  // P, dS visible to every warp
+
+    gemm_smem(mma_dkv, acc_dv, tdVrPt, tdVrdOt, tdVsPt, tdVsdOt, copy_dkv_a, copy_dkv_b, tdVrPt_view, tdVrdOt_view);
+    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, tdKsQt, copy_dkv_a, copy_dkv_b, tdKrdSt_view, tdKrQt_view);
+    __syncthreads();  // every warp is done with Q, dO and P: the next step's tiles may land
+    if (step + 1 < steps) load_q_do(step + 1);
+    cp_async_fence();
+
+    Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    clear(acc_dq);
+    gemm_smem(mma_dq, acc_dq, tdQrdS, tdQrKt, tdQsdS, tdQsKt, copy_dq_a, copy_dq_b, tdQrdS_view, tdQrKt_view);
+
+    int* turn = semaphore + (int64_t(b) * p.nheads + h) * ws.m_blocks + m_block;
+    if (call.deterministic) {
+      // Key blocks add into a query block's dQ in key order: wait for the ones before this.
+      const int my_turn = n_block - key_blocks_of(p, m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).begin;
+      if (tid == 0) {
+        cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
+        while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(64);
+      }
+      __syncthreads();
+    }
+    float* dq_rows = dq_accum + lse_offset(p, b, si.q_row0, 0, h) * kHeadDim;
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc_dq); ++i) {
+      const int row = m0 + get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
+      if (row < si.seqlen_q && col < p.head_dim) atomicAdd(dq_rows + int64_t(row) * kHeadDim + col, acc_dq(i));
+    }
+    if (call.deterministic) {
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) {
+        cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
+        ref.fetch_add(1, cuda::memory_order_release);
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Epilogue: dK (times the softmax scale: S = scale * Q K^T) and dV for the stored keys of this block;
+  // keys at or past seqlen_k saw no query and hold zeros.
+  Tensor tdKVcdKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
+  Element* dk_ptr = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
+  Element* dv_ptr = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
+  CUTE_UNROLL
+  for (int i = 0; i < size(acc_dk); ++i) {
+    const int row = n0 + get<0>(tdKVcdKV(i)), col = get<1>(tdKVcdKV(i));
+    if (row < stored_k && col < p.head_dim) {
+      dk_ptr[int64_t(row) * call.dk_stride.row + col] = Element(p.scale * acc_dk(i));
+      dv_ptr[int64_t(row) * call.dv_stride.row + col] = Element(acc_dv(i));
+    }
+  }
+}
+
+}  // namespace flashattn::sm80

@@ -1,0 +1,155 @@
+// The FlashAttention-2 backward (BACKEND_SM80) against the fp64 reference: every feature, odd shapes,
+// every head-dim bucket; error at most 2x that of standard attention's autograd in the same dtype.
+// Also: deterministic mode bitwise equal across reruns, large shapes against the fp32 GPU reference.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "common/math_attention.h"
+#include "common/runner.h"
+#include "reference/reference_cpu.h"
+
+namespace flashattn::test {
+namespace {
+
+struct BwdCase {
+  Case c;
+  friend void PrintTo(const BwdCase& f, std::ostream* os) { *os << f.c.name; }
+};
+
+std::vector<BwdCase> bwd_cases() {
+  std::vector<BwdCase> out;
+  for (int32_t dt : {FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16})
+    for (int d : {64, 128})
+      for (Case c : feature_cases()) {
+        c.dtype = dt;
+        c.head_dim = d;
+        c.seqlen_q = c.seqlen_q * 29;  // several tiles, not multiples of the tile
+        c.seqlen_k = c.seqlen_k * 23;
+        for (int& s : c.seqlens_q) s *= 37;
+        for (int& s : c.seqlens_k) s *= 31;
+        for (int& s : c.seqused_k) s *= 31;
+        c.name += std::string(dt == FLASHATTN_BFLOAT16 ? "_bf16" : "_fp16") + "_d" + std::to_string(d);
+        out.push_back({c});
+      }
+  // Odd lengths and every bucket (40 and 72 round up to the 64 and 96 buckets).
+  const std::tuple<int, int, int, bool> shapes[] = {{1, 1, 32, false},     {17, 113, 96, true},  {113, 17, 192, false},
+                                                    {1023, 1023, 256, true}, {200, 333, 40, false}, {64, 1, 72, true},
+                                                    {1, 300, 128, false},  {257, 129, 256, false}, {300, 200, 192, true}};
+  for (auto [sq, sk, d, causal] : shapes) {
+    Case c;
+    c.name = "len" + std::to_string(sq) + "x" + std::to_string(sk) + "_d" + std::to_string(d) + (causal ? "_causal" : "");
+    c.dtype = FLASHATTN_BFLOAT16;
+    c.batch = 2;
+    c.nheads = 2;
+    c.seqlen_q = sq;
+    c.seqlen_k = sk;
+    c.head_dim = d;
+    c.causal = causal;
+    out.push_back({c});
+  }
+  return out;
+}
+
+using Fa2Bwd = GpuTestWithParam<BwdCase>;
+
+TEST_P(Fa2Bwd, MatchesFp64Reference) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const Case& c = GetParam().c;
+  HostProblem hp(c, rng);
+  HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
+  const Problem p = hp.problem();
+  RowStrides ds;
+  ASSERT_TRUE(validate_like_q(dout.view(), "dout", hp.attn, Target::kHost, &ds).ok());
+  const ReferenceBwd want = reference_bwd(p, dout.data(), ds, c.dtype);
+  const MathGrads math = math_attention_grad_lowp(p, dout.data(), ds);
+  for (bool deterministic : {false, true}) {
+    SCOPED_TRACE(deterministic ? "deterministic" : "atomics");
+    const DeviceRun got = run_on_device(hp, Backend::kSm80, &dout, deterministic);
+    ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
+    ASSERT_TRUE(got.bwd_status.ok()) << got.bwd_status.message;
+    const std::tuple<const char*, const std::vector<double>*, const std::vector<double>*, const std::vector<double>*>
+        grads[] = {{"dq", &got.dq, &want.dq, &math.dq}, {"dk", &got.dk, &want.dk, &math.dk}, {"dv", &got.dv, &want.dv, &math.dv}};
+    for (auto [name, ours_v, ref_v, math_v] : grads) {
+      const ErrorStats ours = compare(*ours_v, *ref_v), theirs = compare(*math_v, *ref_v);
+      EXPECT_EQ(ours.nonfinite, 0) << name << ": unwritten or NaN gradients";
+      EXPECT_LE(ours.max_abs, 2 * theirs.max_abs + 1e-3 * std::max(1.0, ours.ref_max))
+          << name << ": ours " << ours.max_abs << " vs standard attention's autograd in the same dtype "
+          << theirs.max_abs << " (max |ref| " << ours.ref_max << ")";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Features, Fa2Bwd, ::testing::ValuesIn(bwd_cases()),
+                         [](const auto& info) { return info.param.c.name; });
+
+// Deterministic mode: ten reruns give bitwise equal dq, dk, dv (many key blocks add into each query
+// block, GQA sums over the group, causal skips tiles).
+TEST(Fa2BwdDeterministic, TenRerunsBitwiseEqual) {
+  FLASHATTN_REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  for (bool causal : {false, true}) {
+    Case c;
+    c.dtype = FLASHATTN_BFLOAT16;
+    c.batch = 2;
+    c.seqlen_q = 1000;
+    c.seqlen_k = 1100;
+    c.nheads = 4;
+    c.nheads_k = 2;
+    c.head_dim = 128;
+    c.causal = causal;
+    HostProblem hp(c, rng);
+    HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
+    const DeviceRun first = run_on_device(hp, Backend::kSm80, &dout, true);
+    ASSERT_TRUE(first.bwd_status.ok()) << first.bwd_status.message;
+    for (int run = 1; run < 10; ++run) {
+      const DeviceRun again = run_on_device(hp, Backend::kSm80, &dout, true);
+      ASSERT_TRUE(again.bwd_status.ok()) << again.bwd_status.message;
+      ASSERT_EQ(again.dq, first.dq) << "dq differs on rerun " << run << (causal ? " (causal)" : "");
+      ASSERT_EQ(again.dk, first.dk) << "dk differs on rerun " << run;
+      ASSERT_EQ(again.dv, first.dv) << "dv differs on rerun " << run;
+    }
+  }
+}
+
+// Large shapes (too slow for the fp64 CPU reference): forward and backward against the fp32 GPU
+// reference on the same bf16 inputs. Both see the same rounded inputs, so the difference is our
+// low-precision P/dS operands and output rounding: a few bf16 ulps of the largest value.
+TEST(Fa2Large, MatchesFp32GpuReference) {
+  FLASHATTN_REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  const std::tuple<int, int, int, bool, int, int> shapes[] = {
+      // seqlen_q, seqlen_k, head_dim, causal, nheads, nheads_k
+      {4096, 4096, 128, true, 4, 2}, {3000, 5000, 64, false, 2, 2}, {2048, 2048, 256, false, 2, 1}};
+  for (auto [sq, sk, d, causal, h, hk] : shapes) {
+    Case c;
+    c.dtype = FLASHATTN_BFLOAT16;
+    c.batch = 1;
+    c.seqlen_q = sq;
+    c.seqlen_k = sk;
+    c.head_dim = d;
+    c.causal = causal;
+    c.nheads = h;
+    c.nheads_k = hk;
+    SCOPED_TRACE("sq " + std::to_string(sq) + " sk " + std::to_string(sk) + " d " + std::to_string(d));
+    HostProblem hp(c, rng);
+    HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
+    const DeviceRun ref = run_on_device(hp, Backend::kReference, &dout);
+    const DeviceRun got = run_on_device(hp, Backend::kSm80, &dout);
+    ASSERT_TRUE(ref.bwd_status.ok()) << ref.bwd_status.message;
+    ASSERT_TRUE(got.bwd_status.ok()) << got.bwd_status.message;
+    const std::tuple<const char*, const std::vector<double>*, const std::vector<double>*> outs[] = {
+        {"out", &got.out, &ref.out}, {"dq", &got.dq, &ref.dq}, {"dk", &got.dk, &ref.dk}, {"dv", &got.dv, &ref.dv}};
+    for (auto [name, ours_v, ref_v] : outs) {
+      const ErrorStats e = compare(*ours_v, *ref_v);
+      EXPECT_EQ(e.nonfinite, 0) << name;
+      EXPECT_LE(e.max_abs, 4.0 / 256 * e.ref_max) << name << " max |ref| " << e.ref_max;
+      std::printf("%s: max abs error %.3g of max |ref| %.3g\n", name, e.max_abs, e.ref_max);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace flashattn::test
