@@ -161,7 +161,6 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   Tensor tdQrdS_view = thr_dq_a.retile_D(tdQrdS);
   Tensor tdQsKt = thr_dq_b.partition_S(sKt);
   Tensor tdQrKt_view = thr_dq_b.retile_D(tdQrKt);
-  Tensor tdQcdQ = thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
 
   if (steps > 0) {
     Tensor tKsK = gmem_thr.partition_D(sK);
@@ -283,12 +282,11 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
       }
       __syncthreads();
     }
-    float* dq_rows = dq_accum + lse_offset(p, b, si.q_row0, 0, h) * kHeadDim;
+    // Padded rows and columns past head_dim hold zeros (P = 0 there; K's extra columns are zero-filled),
+    // so every value is added: one coalesced 128-byte atomic per warp and fragment value (bwd.h).
+    float* dq_block = dq_accum + dq_accum_block(p, ws, b, si.q_row0, h, m_block, kHeadDim);
     CUTE_UNROLL
-    for (int i = 0; i < size(acc_dq); ++i) {
-      const int row = m0 + get<0>(tdQcdQ(i)), col = get<1>(tdQcdQ(i));
-      if (row < si.seqlen_q && col < p.head_dim) atomicAdd(dq_rows + int64_t(row) * kHeadDim + col, acc_dq(i));
-    }
+    for (int i = 0; i < size(acc_dq); ++i) atomicAdd(dq_block + i * Traits::kThreads + tid, acc_dq(i));
     if (call.deterministic) {
       __threadfence();
       __syncthreads();

@@ -57,15 +57,16 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
                          " bytes of shared memory; this device allows " + std::to_string(max_smem));
   if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 
-  if (ws.semaphore_bytes > 0) {
-    const cudaError_t err =
-        cudaMemsetAsync(static_cast<char*>(call.workspace) + ws.semaphore, 0, ws.semaphore_bytes, stream);
-    if (err != cudaSuccess)
-      return Status{FLASHATTN_CUDA_ERROR, std::string("flashattn: clearing the workspace failed: ") + cudaGetErrorString(err)};
-  }
-  const dim3 rows_grid((std::max(p.seqlen_q, 1) + kPrePostRowsPerBlock - 1) / kPrePostRowsPerBlock, p.nheads, p.batch);
+  // dq_accum starts at zero (padding included); so do the deterministic-mode turn counters.
+  char* workspace = static_cast<char*>(call.workspace);
+  cudaError_t err = cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream);
+  if (err == cudaSuccess && ws.semaphore_bytes > 0)
+    err = cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream);
+  if (err != cudaSuccess)
+    return Status{FLASHATTN_CUDA_ERROR, std::string("flashattn: clearing the workspace failed: ") + cudaGetErrorString(err)};
   if (p.seqlen_q > 0) {
-    bwd_preprocess_kernel<Element, kHeadDim><<<rows_grid, 32 * kPrePostRowsPerBlock, 0, stream>>>(call, ws);
+    const dim3 grid((p.seqlen_q + kPrePostRowsPerBlock - 1) / kPrePostRowsPerBlock, p.nheads, p.batch);
+    bwd_preprocess_kernel<Element, kHeadDim><<<grid, 32 * kPrePostRowsPerBlock, 0, stream>>>(call, ws);
     if (Status s = launched("backward pre-process"); !s.ok()) return s;
   }
   if (p.seqlen_k > 0) {
@@ -74,7 +75,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
     if (Status s = launched("backward"); !s.ok()) return s;
   }
   if (p.seqlen_q > 0) {
-    bwd_postprocess_kernel<Element, kHeadDim><<<rows_grid, 32 * kPrePostRowsPerBlock, 0, stream>>>(call, ws);
+    bwd_postprocess_kernel<Traits><<<dim3(ws.m_blocks, p.nheads, p.batch), Traits::kThreads, 0, stream>>>(call, ws);
     if (Status s = launched("backward post-process"); !s.ok()) return s;
   }
   return Status::Ok();

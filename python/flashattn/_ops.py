@@ -1,0 +1,119 @@
+"""The torch operators flashattn::fwd and flashattn::bwd (torch.library.custom_op), with fake
+implementations for torch.compile and autograd wired from one to the other."""
+from typing import Optional
+
+import torch
+
+from . import _C
+
+_DTYPES = {torch.float16: _C.FLOAT16, torch.bfloat16: _C.BFLOAT16, torch.float32: _C.FLOAT32, torch.int32: _C.INT32}
+_BACKENDS = {"auto": _C.BACKEND_AUTO, "reference": _C.BACKEND_REFERENCE, "sm80": _C.BACKEND_SM80, "sm90": _C.BACKEND_SM90}
+_backend = _C.BACKEND_AUTO
+
+
+def set_backend(name: str) -> None:
+    """Forces an implementation: "auto" (default), "sm80", "sm90", or "reference" (fp32, slow; tests)."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"backend: {name!r} is not one of {sorted(_BACKENDS)}")
+    _backend = _BACKENDS[name]
+
+
+def _desc(t: Optional[torch.Tensor], name: str):
+    if t is None:
+        return None
+    if t.dtype not in _DTYPES:
+        raise TypeError(f"{name}: dtype {t.dtype} is not supported (float16, bfloat16; int32 for index tensors)")
+    return (t.data_ptr(), _DTYPES[t.dtype], list(t.shape), list(t.stride()))
+
+
+def _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+          dropout_p, softmax_scale, causal, window_left, window_right, softcap):
+    a = dict(q=_desc(q, "q"), k=_desc(k, "k"), v=_desc(v, "v"),
+             cu_seqlens_q=_desc(cu_seqlens_q, "cu_seqlens_q"), cu_seqlens_k=_desc(cu_seqlens_k, "cu_seqlens_k"),
+             seqused_k=_desc(seqused_k, "seqused_k"), max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
+             alibi_slopes=_desc(alibi_slopes, "alibi_slopes"), dropout_p=dropout_p, softmax_scale=softmax_scale,
+             softcap=softcap, is_causal=causal, window_size_left=window_left, window_size_right=window_right)
+    if philox is not None:  # int64 [2] on the device: (seed, offset), read by the kernel (graph-safe)
+        a["philox_seed_ptr"] = philox.data_ptr()
+        a["philox_offset_ptr"] = philox.data_ptr() + 8
+    return a
+
+
+def _lse_shape(q, cu_seqlens_q):
+    return (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
+
+
+def _stream(device):
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+@torch.library.custom_op("flashattn::fwd", mutates_args=(), device_types="cuda")
+def fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: Optional[torch.Tensor],
+        cu_seqlens_k: Optional[torch.Tensor], seqused_k: Optional[torch.Tensor], max_seqlen_q: int, max_seqlen_k: int,
+        alibi_slopes: Optional[torch.Tensor], philox: Optional[torch.Tensor], dropout_p: float, softmax_scale: float,
+        causal: bool, window_left: int, window_right: int, softcap: float,
+        deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
+    with torch.cuda.device(q.device):
+        attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+                     dropout_p, softmax_scale, causal, window_left, window_right, softcap)
+        _C.fwd(attn, _desc(out, "out"), _desc(lse, "softmax_lse"), 0, _stream(q.device), _backend)
+    return out, lse
+
+
+@fwd.register_fake
+def _(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox, dropout_p,
+      softmax_scale, causal, window_left, window_right, softcap, deterministic):
+    return (q.new_empty(q.shape), q.new_empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32))
+
+
+@torch.library.custom_op("flashattn::bwd", mutates_args=(), device_types="cuda")
+def bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+        cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor], seqused_k: Optional[torch.Tensor],
+        max_seqlen_q: int, max_seqlen_k: int, alibi_slopes: Optional[torch.Tensor], philox: Optional[torch.Tensor],
+        dropout_p: float, softmax_scale: float, causal: bool, window_left: int, window_right: int, softcap: float,
+        deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    with torch.cuda.device(q.device):
+        attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+                     dropout_p, softmax_scale, causal, window_left, window_right, softcap)
+        args = (attn, _desc(out, "out"), _desc(lse, "softmax_lse"), _desc(dout, "dout"), _desc(dq, "dq"),
+                _desc(dk, "dk"), _desc(dv, "dv"), deterministic)
+        nbytes = _C.bwd_workspace_size(*args, _backend)
+        workspace = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=q.device)
+        _C.bwd(*args, workspace.data_ptr(), nbytes, _stream(q.device), _backend)
+    return dq, dk, dv
+
+
+@bwd.register_fake
+def _(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+      dropout_p, softmax_scale, causal, window_left, window_right, softcap, deterministic):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+_FWD_TENSORS = ("q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "seqused_k", "alibi_slopes", "philox")
+_FWD_SCALARS = ("max_seqlen_q", "max_seqlen_k", "dropout_p", "softmax_scale", "causal", "window_left",
+                "window_right", "softcap", "deterministic")
+
+
+def _setup_context(ctx, inputs, output):
+    (q, k, v, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl, wr, softcap, det) = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, used, alibi, philox)
+    ctx.scalars = (max_q, max_k, p, scale, causal, wl, wr, softcap, det)
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, out, lse, cu_q, cu_k, used, alibi, philox = ctx.saved_tensors
+    max_q, max_k, p, scale, causal, wl, wr, softcap, det = ctx.scalars
+    dout = dout.contiguous()  # e.g. the expanded gradient of out.sum()
+    dq, dk, dv = bwd(dout, q, k, v, out, lse, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl, wr,
+                     softcap, det)
+    return (dq, dk, dv) + (None,) * 14
+
+
+torch.library.register_autograd("flashattn::fwd", _backward, setup_context=_setup_context)

@@ -1,0 +1,170 @@
+// flashattn._C: the library's C API for Python, without libtorch. Tensors cross as plain descriptors
+// (data pointer, dtype code, shape, strides in elements) and the caller's CUDA stream as an integer,
+// so one build serves every torch version (and anything else that can hand over device pointers).
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "flashattn/flashattn_c.h"
+
+namespace nb = nanobind;
+
+namespace {
+
+// (data_ptr, dtype, shape, strides)
+using Desc = std::tuple<uintptr_t, int, std::vector<int64_t>, std::vector<int64_t>>;
+
+flashattn_tensor tensor(const std::optional<Desc>& d, const char* name) {
+  flashattn_tensor t{};
+  if (!d) return t;
+  const auto& [ptr, dtype, shape, stride] = *d;
+  if (shape.size() > FLASHATTN_MAX_RANK || shape.size() != stride.size())
+    throw nb::value_error((std::string(name) + ": rank " + std::to_string(shape.size()) +
+                           " is not supported (at most 4 dims)").c_str());
+  t.data = reinterpret_cast<void*>(ptr);
+  t.dtype = dtype;
+  t.rank = int32_t(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    t.shape[i] = shape[i];
+    t.stride[i] = stride[i];
+  }
+  return t;
+}
+
+// Turns a failed status into the Python exception that fits it, carrying the library's message
+// (which names the argument): bad dtype -> TypeError, other bad input -> ValueError, a call no
+// kernel covers -> NotImplementedError, CUDA failures -> RuntimeError.
+void check(flashattn_status s) {
+  if (s == FLASHATTN_OK) return;
+  const std::string msg = flashattn_last_error();
+  switch (s) {
+    case FLASHATTN_INVALID_ARGUMENT:
+      if (msg.find("dtype") != std::string::npos) throw nb::type_error(msg.c_str());
+      throw nb::value_error(msg.c_str());
+    case FLASHATTN_NOT_SUPPORTED:
+      PyErr_SetString(PyExc_NotImplementedError, msg.c_str());
+      throw nb::python_error();
+    default: throw std::runtime_error(msg);
+  }
+}
+
+template <typename T>
+T get(const nb::dict& d, const char* key, T fallback) {
+  return d.contains(key) && !d[key].is_none() ? nb::cast<T>(d[key]) : fallback;
+}
+std::optional<Desc> get_desc(const nb::dict& d, const char* key) {
+  return d.contains(key) && !d[key].is_none() ? std::optional<Desc>(nb::cast<Desc>(d[key])) : std::nullopt;
+}
+
+// The attention description from a dict with the flashattn_attention field names.
+flashattn_attention attention(const nb::dict& a) {
+  flashattn_attention at{};
+  at.q = tensor(get_desc(a, "q"), "q");
+  at.k = tensor(get_desc(a, "k"), "k");
+  at.v = tensor(get_desc(a, "v"), "v");
+  at.cu_seqlens_q = tensor(get_desc(a, "cu_seqlens_q"), "cu_seqlens_q");
+  at.cu_seqlens_k = tensor(get_desc(a, "cu_seqlens_k"), "cu_seqlens_k");
+  at.seqused_k = tensor(get_desc(a, "seqused_k"), "seqused_k");
+  at.max_seqlen_q = get<int32_t>(a, "max_seqlen_q", 0);
+  at.max_seqlen_k = get<int32_t>(a, "max_seqlen_k", 0);
+  at.alibi_slopes = tensor(get_desc(a, "alibi_slopes"), "alibi_slopes");
+  at.softmax_scale = get<float>(a, "softmax_scale", 0.f);
+  at.softcap = get<float>(a, "softcap", 0.f);
+  at.dropout_p = get<float>(a, "dropout_p", 0.f);
+  at.philox_seed = get<uint64_t>(a, "philox_seed", 0);
+  at.philox_offset = get<uint64_t>(a, "philox_offset", 0);
+  at.philox_seed_ptr = reinterpret_cast<const uint64_t*>(get<uintptr_t>(a, "philox_seed_ptr", 0));
+  at.philox_offset_ptr = reinterpret_cast<const uint64_t*>(get<uintptr_t>(a, "philox_offset_ptr", 0));
+  at.is_causal = get<bool>(a, "is_causal", false);
+  at.window_size_left = get<int32_t>(a, "window_size_left", -1);
+  at.window_size_right = get<int32_t>(a, "window_size_right", -1);
+  return at;
+}
+
+bool is_varlen(const flashattn_attention& a) { return a.cu_seqlens_q.rank != 0; }
+
+void fwd(const nb::dict& attn, const Desc& out, const Desc& lse, uintptr_t rng_state, uintptr_t stream, int backend) {
+  flashattn_fwd_params p;
+  flashattn_fwd_params_init(&p);
+  p.attn = attention(attn);
+  p.out = tensor(out, "out");
+  p.softmax_lse = tensor(lse, "softmax_lse");
+  p.rng_state = reinterpret_cast<uint64_t*>(rng_state);
+  p.backend = backend;
+  void* s = reinterpret_cast<void*>(stream);
+  flashattn_status st;
+  {
+    nb::gil_scoped_release release;
+    st = is_varlen(p.attn) ? flashattn_varlen_fwd(&p, s) : flashattn_fwd(&p, s);
+  }
+  check(st);
+}
+
+flashattn_bwd_params bwd_params(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dout,
+                                const Desc& dq, const Desc& dk, const Desc& dv, bool deterministic, int backend) {
+  flashattn_bwd_params p;
+  flashattn_bwd_params_init(&p);
+  p.attn = attention(attn);
+  p.out = tensor(out, "out");
+  p.softmax_lse = tensor(lse, "softmax_lse");
+  p.dout = tensor(dout, "dout");
+  p.dq = tensor(dq, "dq");
+  p.dk = tensor(dk, "dk");
+  p.dv = tensor(dv, "dv");
+  p.deterministic = deterministic;
+  p.backend = backend;
+  return p;
+}
+
+size_t bwd_workspace_size(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq,
+                          const Desc& dk, const Desc& dv, bool deterministic, int backend) {
+  const flashattn_bwd_params p = bwd_params(attn, out, lse, dout, dq, dk, dv, deterministic, backend);
+  size_t bytes = 0;
+  check(flashattn_bwd_workspace_size(&p, &bytes));
+  return bytes;
+}
+
+void bwd(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq, const Desc& dk,
+         const Desc& dv, bool deterministic, uintptr_t workspace, size_t workspace_size, uintptr_t stream, int backend) {
+  flashattn_bwd_params p = bwd_params(attn, out, lse, dout, dq, dk, dv, deterministic, backend);
+  p.workspace = reinterpret_cast<void*>(workspace);
+  p.workspace_size = workspace_size;
+  void* s = reinterpret_cast<void*>(stream);
+  flashattn_status st;
+  {
+    nb::gil_scoped_release release;
+    st = is_varlen(p.attn) ? flashattn_varlen_bwd(&p, s) : flashattn_bwd(&p, s);
+  }
+  check(st);
+}
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "flashattn's C API (tensors as (data_ptr, dtype, shape, strides) descriptors; no libtorch)";
+  m.attr("FLOAT16") = int(FLASHATTN_FLOAT16);
+  m.attr("BFLOAT16") = int(FLASHATTN_BFLOAT16);
+  m.attr("FLOAT32") = int(FLASHATTN_FLOAT32);
+  m.attr("INT32") = int(FLASHATTN_INT32);
+  m.attr("BACKEND_AUTO") = int(FLASHATTN_BACKEND_AUTO);
+  m.attr("BACKEND_REFERENCE") = int(FLASHATTN_BACKEND_REFERENCE);
+  m.attr("BACKEND_SM80") = int(FLASHATTN_BACKEND_SM80);
+  m.attr("BACKEND_SM90") = int(FLASHATTN_BACKEND_SM90);
+  m.attr("__version__") = std::to_string(FLASHATTN_VERSION_MAJOR) + "." + std::to_string(FLASHATTN_VERSION_MINOR) +
+                          "." + std::to_string(FLASHATTN_VERSION_PATCH);
+  m.def("fwd", &fwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("rng_state"),
+        nb::arg("stream"), nb::arg("backend"));
+  m.def("bwd_workspace_size", &bwd_workspace_size, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"),
+        nb::arg("dout"), nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("backend"));
+  m.def("bwd", &bwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("dout"), nb::arg("dq"),
+        nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("workspace"), nb::arg("workspace_size"),
+        nb::arg("stream"), nb::arg("backend"));
+}

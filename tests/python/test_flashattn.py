@@ -1,0 +1,293 @@
+"""flashattn's Python API against torch: flash_attn semantics, gradients, packed and varlen layouts,
+dropout, torch.compile, CUDA graphs and bad inputs. Runs on a CUDA device; skipped elsewhere."""
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (the Python tests compare against it)")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device (the Python tests run on the GPU machine)", allow_module_level=True)
+
+import flashattn  # noqa: E402
+from flashattn import _ops  # noqa: E402
+
+BF16, FP16 = torch.bfloat16, torch.float16
+
+
+def ref_attention(q, k, v, causal=False, window=(-1, -1), softcap=0.0, alibi=None, scale=None, upcast=True,
+                  dropout_mask=None, dropout_p=0.0):
+    """Standard attention on [b, s, h, d] tensors (bottom-right causal, as flash_attn). upcast: in fp64;
+    otherwise in the inputs' dtype, as torch's math attention computes it."""
+    if upcast:
+        q, k, v = (x.double() for x in (q, k, v))
+    b, sq, h, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    k, v = (x.repeat_interleave(h // hk, dim=2) for x in (k, v))
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    s = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    if softcap > 0:
+        s = softcap * torch.tanh(s / softcap)
+    row = torch.arange(sq, device=q.device)[:, None]
+    col = torch.arange(sk, device=q.device)[None, :]
+    diag = row + sk - sq
+    if alibi is not None:
+        slopes = alibi.view(-1 if alibi.dim() == 2 else 1, h, 1, 1) if alibi.dim() == 2 else alibi.view(1, h, 1, 1)
+        s = s - slopes.to(s.dtype) * (diag - col).abs().to(s.dtype)
+    left, right = window
+    if causal:
+        right = 0
+    mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device)
+    if left >= 0:
+        mask &= col >= diag - left
+    if right >= 0:
+        mask &= col <= diag + right
+    s = s.masked_fill(~mask, float("-inf"))
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    if dropout_mask is not None:
+        p = p * dropout_mask / (1 - dropout_p)
+    return torch.einsum("bhqk,bkhd->bqhd", p.to(v.dtype), v)
+
+
+def max_err(a, b):
+    return (a.double() - b.double()).abs().max().item()
+
+
+def rand(*shape, dtype=BF16, grad=True):
+    return torch.randn(*shape, device="cuda", dtype=dtype, requires_grad=grad)
+
+
+CASES = [
+    # b, sq, sk, h, hk, d, causal, window, softcap, alibi
+    (2, 128, 128, 4, 4, 64, False, (-1, -1), 0.0, False),
+    (2, 113, 203, 4, 2, 128, True, (-1, -1), 0.0, False),
+    (1, 1023, 1023, 2, 1, 128, True, (-1, -1), 0.0, False),
+    (3, 17, 1, 2, 2, 32, False, (-1, -1), 0.0, False),
+    (2, 300, 257, 6, 2, 96, False, (32, 8), 0.0, True),
+    (1, 256, 512, 2, 2, 256, True, (-1, -1), 30.0, False),
+    (2, 200, 200, 4, 4, 40, False, (-1, -1), 0.0, False),
+    (1, 77, 333, 4, 1, 192, False, (100, -1), 0.0, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [BF16, FP16])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "b{}_sq{}_sk{}_h{}_hk{}_d{}_c{}_w{}_sc{}_al{}".format(*c))
+def test_matches_math_attention(case, dtype):
+    b, sq, sk, h, hk, d, causal, window, softcap, alibi = case
+    torch.manual_seed(0)
+    q, k, v = rand(b, sq, h, d, dtype=dtype), rand(b, sk, hk, d, dtype=dtype), rand(b, sk, hk, d, dtype=dtype)
+    slopes = torch.rand(h, device="cuda", dtype=torch.float32) * 0.3 if alibi else None
+    g = torch.randn(b, sq, h, d, device="cuda", dtype=dtype)
+    kw = dict(causal=causal, window=window, softcap=softcap, alibi=slopes)
+    out = flashattn.flash_attn_func(q, k, v, causal=causal, window_size=window, softcap=softcap, alibi_slopes=slopes)
+    ref = ref_attention(q, k, v, **kw)
+    math_out = ref_attention(q, k, v, upcast=False, **kw)
+    assert out.shape == q.shape and out.dtype == dtype
+    assert max_err(out, ref) <= 2 * max_err(math_out, ref) + 1e-3
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), g.double())
+    math_grads = torch.autograd.grad(math_out, (q, k, v), g)
+    for name, ours, want, theirs in zip("qkv", grads, ref_grads, math_grads):
+        assert ours.shape == want.shape
+        bound = 2 * max_err(theirs, want) + 1e-3 * max(1.0, want.abs().max().item())
+        assert max_err(ours, want) <= bound, f"d{name}: {max_err(ours, want)} > {bound}"
+
+
+def test_return_attn_probs_and_lse():
+    q, k, v = rand(2, 100, 4, 64), rand(2, 150, 4, 64), rand(2, 150, 4, 64)
+    out, lse, probs = flashattn.flash_attn_func(q, k, v, causal=True, return_attn_probs=True)
+    assert probs is None and lse.shape == (2, 4, 100) and lse.dtype == torch.float32
+    s = torch.einsum("bqhd,bkhd->bhqk", q.double(), k.double()) / 8.0
+    row, col = torch.arange(100, device="cuda")[:, None], torch.arange(150, device="cuda")[None, :]
+    s = s.masked_fill(col > row + 50, float("-inf"))
+    torch.testing.assert_close(lse.double(), torch.logsumexp(s, -1), atol=2e-3, rtol=1e-3)
+
+
+def test_packed_variants_equal_unpacked():
+    qkv = rand(2, 130, 3, 4, 64)
+    out = flashattn.flash_attn_qkvpacked_func(qkv, causal=True)
+    q, k, v = qkv.unbind(2)
+    want = flashattn.flash_attn_func(q.contiguous(), k.contiguous(), v.contiguous(), causal=True)
+    assert torch.equal(out, want)
+    kv = qkv[:, :, 1:]
+    assert torch.equal(flashattn.flash_attn_kvpacked_func(q, kv, causal=True), want)
+    (gq,) = torch.autograd.grad(out.float().square().sum(), (qkv,))
+    assert gq.shape == qkv.shape and torch.isfinite(gq).all()
+
+
+def test_varlen_equals_per_sequence():
+    torch.manual_seed(1)
+    lens_q, lens_k = [37, 0, 129, 64], [50, 11, 129, 0]
+    h, hk, d = 4, 2, 64
+    q, k, v = rand(sum(lens_q), h, d), rand(sum(lens_k), hk, d), rand(sum(lens_k), hk, d)
+    cu_q = torch.tensor([0] + list(torch.tensor(lens_q).cumsum(0)), device="cuda", dtype=torch.int32)
+    cu_k = torch.tensor([0] + list(torch.tensor(lens_k).cumsum(0)), device="cuda", dtype=torch.int32)
+    g = torch.randn_like(q)
+    out = flashattn.flash_attn_varlen_func(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), g)
+    for i, (lq, lk) in enumerate(zip(lens_q, lens_k)):
+        sq_, sk_ = slice(cu_q[i], cu_q[i + 1]), slice(cu_k[i], cu_k[i + 1])
+        if lq == 0:
+            continue
+        if lk == 0:
+            assert (out[sq_] == 0).all() and (dq[sq_] == 0).all()
+            continue
+        qi, ki, vi = (x[s].detach().unsqueeze(0).requires_grad_() for x, s in ((q, sq_), (k, sk_), (v, sk_)))
+        oi = flashattn.flash_attn_func(qi, ki, vi, causal=True)
+        torch.testing.assert_close(out[sq_], oi[0], atol=0, rtol=0)
+        gi = torch.autograd.grad(oi, (qi, ki, vi), g[sq_].unsqueeze(0))
+        for got, want in zip((dq[sq_], dk[sk_], dv[sk_]), gi):
+            torch.testing.assert_close(got, want[0], atol=2e-2, rtol=2e-2)
+    if lens_k[3] == 0:
+        assert (dk[cu_k[3]:] == 0).all()
+
+
+def test_varlen_packed_variants():
+    lens = [33, 100, 7]
+    cu = torch.tensor([0, 33, 133, 140], device="cuda", dtype=torch.int32)
+    qkv = rand(140, 3, 4, 64)
+    out = flashattn.flash_attn_varlen_qkvpacked_func(qkv, cu, max(lens), causal=True)
+    q, k, v = (x.contiguous() for x in qkv.unbind(1))
+    want = flashattn.flash_attn_varlen_func(q, k, v, cu, cu, max(lens), max(lens), causal=True)
+    assert torch.equal(out, want)
+    assert torch.equal(flashattn.flash_attn_varlen_kvpacked_func(q, qkv[:, 1:], cu, cu, 100, 100, causal=True), want)
+
+
+def test_dropout_reproducible_and_unbiased():
+    q, k, v = rand(2, 256, 4, 64), rand(2, 256, 4, 64), rand(2, 256, 4, 64)
+    torch.manual_seed(7)
+    a = flashattn.flash_attn_func(q, k, v, dropout_p=0.3)
+    torch.manual_seed(7)
+    b = flashattn.flash_attn_func(q, k, v, dropout_p=0.3)
+    c = flashattn.flash_attn_func(q, k, v, dropout_p=0.3)
+    assert torch.equal(a, b), "same torch seed, different dropout mask"
+    assert not torch.equal(a, c), "a new draw gave the same mask"
+    # Uniform attention over ones: out = kept fraction / (1 - p), 1 on average.
+    ones = torch.ones(4, 2048, 4, 64, device="cuda", dtype=BF16)
+    zeros = torch.zeros(4, 512, 4, 64, device="cuda", dtype=BF16)
+    out = flashattn.flash_attn_func(zeros, ones, ones, dropout_p=0.25)
+    assert abs(out.float().mean().item() - 1.0) < 0.01
+    assert out.float().std().item() > 0.005  # rows differ: elements really are dropped
+
+
+def test_dropout_gradients_match_reference_backend():
+    torch.manual_seed(3)
+    q, k, v = rand(2, 150, 4, 64), rand(2, 170, 2, 64), rand(2, 170, 2, 64)
+    g = torch.randn(2, 150, 4, 64, device="cuda", dtype=BF16)
+    results = []
+    for backend in ("auto", "reference"):
+        _ops.set_backend(backend)
+        try:
+            torch.manual_seed(11)
+            out = flashattn.flash_attn_func(q, k, v, dropout_p=0.2, causal=True)
+            results.append((out,) + torch.autograd.grad(out, (q, k, v), g))
+        finally:
+            _ops.set_backend("auto")
+    for ours, ref in zip(*results):
+        torch.testing.assert_close(ours.float(), ref.float(), atol=3e-2, rtol=3e-2)
+
+
+def test_deterministic_backward_bitwise():
+    q, k, v = rand(2, 777, 8, 128), rand(2, 900, 2, 128), rand(2, 900, 2, 128)
+    g = torch.randn_like(q)
+    out = flashattn.flash_attn_func(q, k, v, causal=True, deterministic=True)
+    first = torch.autograd.grad(out, (q, k, v), g, retain_graph=True)
+    for _ in range(3):
+        again = torch.autograd.grad(out, (q, k, v), g, retain_graph=True)
+        assert all(torch.equal(x, y) for x, y in zip(first, again))
+
+
+def test_torch_compile_fullgraph():
+    q, k, v = rand(2, 200, 4, 64), rand(2, 200, 4, 64), rand(2, 200, 4, 64)
+
+    def loss(q, k, v):
+        return flashattn.flash_attn_func(q, k, v, causal=True).float().square().sum()
+
+    compiled = torch.compile(loss, fullgraph=True)
+    want = loss(q, k, v)
+    got = compiled(q, k, v)
+    torch.testing.assert_close(got, want)
+    gw = torch.autograd.grad(want, (q, k, v))
+    gg = torch.autograd.grad(compiled(q, k, v), (q, k, v))
+    for a, b in zip(gg, gw):
+        torch.testing.assert_close(a, b)
+
+
+def test_cuda_graph_capture_and_replay():
+    q, k, v = rand(2, 256, 4, 64), rand(2, 256, 4, 64), rand(2, 256, 4, 64)
+    g = torch.randn_like(q)
+    for p in (0.0, 0.1):
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):  # warm up outside the graph
+            for _ in range(2):
+                o = flashattn.flash_attn_func(q, k, v, dropout_p=p, causal=True)
+                torch.autograd.grad(o, (q, k, v), g)
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = flashattn.flash_attn_func(q, k, v, dropout_p=p, causal=True)
+            grads = torch.autograd.grad(out, (q, k, v), g)
+        graph.replay()
+        torch.cuda.synchronize()
+        first = (out.clone(),) + tuple(x.clone() for x in grads)
+        assert all(torch.isfinite(x).all() for x in first)
+        if p == 0.0:
+            want = flashattn.flash_attn_func(q, k, v, causal=True)
+            assert torch.equal(first[0], want)
+            for x, y in zip(first[1:], torch.autograd.grad(want, (q, k, v), g)):
+                torch.testing.assert_close(x, y, atol=1e-2, rtol=1e-2)
+        else:
+            graph.replay()
+            torch.cuda.synchronize()
+            assert not torch.equal(out, first[0]), "a replay must draw a new dropout mask"
+
+
+def test_sdpa_entry_matches_torch_sdpa():
+    torch.manual_seed(5)
+    for sq, sk, causal, gqa in ((128, 128, True, False), (200, 120, True, False), (64, 300, False, True)):
+        q = torch.randn(2, 8, sq, 64, device="cuda", dtype=BF16)
+        k = torch.randn(2, 2 if gqa else 8, sk, 64, device="cuda", dtype=BF16)
+        v = torch.randn_like(k)
+        got = flashattn.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
+        want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal,
+                                                                enable_gqa=gqa)
+        torch.testing.assert_close(got.double(), want, atol=2e-2, rtol=2e-2)
+
+
+def test_bad_inputs_raise_naming_the_argument():
+    q, k, v = rand(2, 64, 4, 64, grad=False), rand(2, 64, 4, 64, grad=False), rand(2, 64, 4, 64, grad=False)
+    f = flashattn.flash_attn_func
+    with pytest.raises(ValueError, match="q: .*CUDA"):
+        f(q.cpu(), k, v)
+    with pytest.raises(TypeError, match="k: dtype"):
+        f(q, k.float(), v)
+    with pytest.raises(TypeError, match="q: expected a torch.Tensor"):
+        f([1, 2], k, v)
+    with pytest.raises(ValueError, match="k"):
+        f(q, rand(2, 64, 4, 32, grad=False), v)  # head dim differs from q's
+    with pytest.raises(ValueError, match="v"):
+        f(q, k, rand(3, 64, 4, 64, grad=False))  # batch differs
+    with pytest.raises((ValueError, NotImplementedError), match="head_dim"):
+        big = rand(1, 8, 1, 512, grad=False)
+        f(big, big, big)
+    with pytest.raises(ValueError, match="head_dim"):
+        odd = rand(1, 8, 1, 12, grad=False)
+        f(odd, odd, odd)
+    with pytest.raises(ValueError, match="nheads"):
+        f(rand(1, 8, 3, 64, grad=False), rand(1, 8, 2, 64, grad=False), rand(1, 8, 2, 64, grad=False))
+    with pytest.raises(ValueError, match="dropout_p"):
+        f(q, k, v, dropout_p=1.5)
+    with pytest.raises(ValueError, match="window_size"):
+        f(q, k, v, window_size=(1, 2, 3))
+    qv = rand(100, 4, 64, grad=False)
+    with pytest.raises(TypeError, match="cu_seqlens_q"):
+        cu = torch.tensor([0, 50, 100], device="cuda", dtype=torch.int64)
+        flashattn.flash_attn_varlen_func(qv, qv, qv, cu, cu.int(), 50, 50)
+    with pytest.raises(ValueError, match="cu_seqlens_q"):
+        cpu_cu = torch.tensor([0, 50, 100], dtype=torch.int32)
+        flashattn.flash_attn_varlen_func(qv, qv, qv, cpu_cu, cpu_cu.cuda(), 50, 50)
+    with pytest.raises(NotImplementedError, match="block_table"):
+        cu = torch.tensor([0, 50, 100], device="cuda", dtype=torch.int32)
+        flashattn.flash_attn_varlen_func(qv, qv, qv, cu, cu, 50, 50, block_table=cu)
+    with pytest.raises(ValueError, match="attn_mask"):
+        flashattn.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(64, 64, device="cuda", dtype=torch.bool))
