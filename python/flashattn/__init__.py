@@ -6,17 +6,19 @@ one build works with every torch version.
 """
 import os
 
-from . import _C
+try:
+    # torch first: loading flashattn._C before torch made torch's own import crash (seen with
+    # torch 2.11), and the extension only needs torch to be importable, never linked.
+    import torch as _torch  # noqa: F401
+except ImportError:  # the C API below still works without torch
+    _torch = None
+
+from . import _C  # noqa: E402
 
 __version__ = _C.__version__
 
 # The installed C++ package: cmake -DCMAKE_PREFIX_PATH=$(python -c "import flashattn; print(flashattn.cmake_prefix_path)")
 cmake_prefix_path = os.path.dirname(os.path.abspath(__file__))
-
-try:
-    import torch as _torch  # noqa: F401
-except ImportError:  # the C API above still works without torch
-    _torch = None
 
 if _torch is not None:
     from .interface import (  # noqa: F401

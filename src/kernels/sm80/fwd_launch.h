@@ -9,15 +9,16 @@
 
 namespace flashattn::sm80 {
 
-// kBlockM x kBlockN, warps. Started from the FlashAttention-2 choices (shared/KERNELS.md); d64 moved
-// to 128x64 and d96/d128 to 8 warps because the larger tiles spilled registers (ptxas -v), which cost
-// 10x on H100 (bench/NOTES.md, step 1-2). Re-measure before changing.
+// kBlockM x kBlockN, warps. Started from the FlashAttention-2 choices (shared/KERNELS.md). Measured on
+// H100 (bench/NOTES.md): the first tiles spilled registers (10x slower); d96/d128 at 128 x 32 with 4
+// warps (32 query rows a warp, two CTAs an SM) beat 128 x 64 with 8 warps by 24% at d128, because each
+// K/V fragment read from shared memory feeds two m16 row tiles instead of one. Re-measure before changing.
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E> struct FwdTile<E, 32> { using type = FwdTraits<E, 32, 128, 64, 4>; };
 template <typename E> struct FwdTile<E, 64> { using type = FwdTraits<E, 64, 128, 64, 4>; };
-template <typename E> struct FwdTile<E, 96> { using type = FwdTraits<E, 96, 128, 64, 8>; };
-template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 64, 8>; };
+template <typename E> struct FwdTile<E, 96> { using type = FwdTraits<E, 96, 128, 32, 4>; };
+template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 32, 4>; };
 template <typename E> struct FwdTile<E, 192> { using type = FwdTraits<E, 192, 128, 64, 8>; };
 template <typename E> struct FwdTile<E, 256> { using type = FwdTraits<E, 256, 128, 64, 8>; };
 
