@@ -209,11 +209,15 @@ def main(argv=None):
         if p not in PEERS:
             raise SystemExit(f"--peers: {p!r} is not one of {','.join(PEERS)}")
 
+    import flashattn
+
     card = torch.cuda.get_device_name()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = flashattn._C.__commit__  # the commit the installed extension was built from
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            commit = ""
     gemm, copy = gemm_and_copy(args.reps)
     results = dict(card=card, torch=torch.__version__, cudnn=torch.backends.cudnn.version(), commit=commit,
                    dtype=args.dtype, gemm_bf16_tflops=gemm, copy_tbs=copy, rows=[])

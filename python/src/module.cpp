@@ -160,6 +160,11 @@ NB_MODULE(_C, m) {
   m.attr("BACKEND_SM90") = int(FLASHATTN_BACKEND_SM90);
   m.attr("__version__") = std::to_string(FLASHATTN_VERSION_MAJOR) + "." + std::to_string(FLASHATTN_VERSION_MINOR) +
                           "." + std::to_string(FLASHATTN_VERSION_PATCH);
+#ifdef FLASHATTN_GIT_COMMIT
+  m.attr("__commit__") = FLASHATTN_GIT_COMMIT;
+#else
+  m.attr("__commit__") = "";
+#endif
   m.def("fwd", &fwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("rng_state"),
         nb::arg("stream"), nb::arg("backend"));
   m.def("bwd_workspace_size", &bwd_workspace_size, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"),
