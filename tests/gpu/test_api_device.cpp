@@ -1,6 +1,8 @@
 // The public API on a device: pointer checks, dispatch, RNG state, streams.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/runner.h"
 
 namespace flashattn::test {
@@ -46,6 +48,37 @@ TEST_F(ApiDevice, HostPointersAreRefusedByName) {
   HostTensor lse_host(FLASHATTN_FLOAT32, lse_shape(hp));
   f.softmax_lse = lse_host.view();
   EXPECT_NE(fwd(f, nullptr).message.find("softmax_lse: points to host memory"), std::string::npos);
+}
+
+// The backward's workspace: too small is refused by name before anything runs.
+TEST_F(ApiDevice, BackwardWorkspaceTooSmallIsRefused) {
+  std::mt19937_64 rng(fresh_seed());
+  HostProblem hp(small_case(FLASHATTN_BFLOAT16), rng);
+  DeviceProblem dp(hp);
+  DeviceTensor out(random_tensor(FLASHATTN_BFLOAT16, hp.q.shape, rng)), dout(out.host);
+  DeviceTensor lse(random_tensor(FLASHATTN_FLOAT32, lse_shape(hp), rng));
+  DeviceTensor dq = DeviceTensor::poisoned(FLASHATTN_BFLOAT16, hp.q.shape);
+  DeviceTensor dk = DeviceTensor::poisoned(FLASHATTN_BFLOAT16, hp.k.shape);
+  DeviceTensor dv = DeviceTensor::poisoned(FLASHATTN_BFLOAT16, hp.v.shape);
+  BwdParams b;
+  b.attn = dp.attn;
+  b.out = out.view();
+  b.softmax_lse = lse.view();
+  b.dout = dout.view();
+  b.dq = dq.view();
+  b.dk = dk.view();
+  b.dv = dv.view();
+  b.backend = FLASHATTN_BACKEND_SM80;
+  size_t need = 0;
+  ASSERT_TRUE(bwd_workspace_size(b, &need).ok());
+  ASSERT_GT(need, 0u);
+  DeviceBuffer ws(need);
+  b.workspace = ws.ptr;
+  b.workspace_size = need - 1;
+  const Status s = bwd(b, nullptr);
+  EXPECT_EQ(s.code, FLASHATTN_INVALID_ARGUMENT);
+  EXPECT_NE(s.message.find("workspace_size: " + std::to_string(need - 1) + " bytes"), std::string::npos) << s.message;
+  EXPECT_TRUE(std::isnan(dq.download().to_double()[0])) << "dq was written: something ran";
 }
 
 TEST_F(ApiDevice, MissingKernelsSayNotSupportedYet) {

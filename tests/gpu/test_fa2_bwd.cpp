@@ -153,3 +153,92 @@ TEST(Fa2Large, MatchesFp32GpuReference) {
 
 }  // namespace
 }  // namespace flashattn::test
+
+namespace flashattn::test {
+namespace {
+
+// Tensors of more than 2^31 elements (about 4.4 GB each in bf16): every offset is 64-bit. The last
+// sequence of a 1040-sequence batch, computed in place, must equal the same sequence computed alone
+// (a view at its address, where every offset is small); deterministic mode makes dQ comparable bit
+// for bit. Sequences draw from a pool of 16 random blocks so a wrapped offset reads different data.
+TEST(Fa2Large, MoreThan2Pow31Elements) {
+  FLASHATTN_REQUIRE_GPU();
+  constexpr int B = 1040, S = 128, H = 128, D = 128;
+  constexpr int64_t kSeq = int64_t(S) * H * D, kElems = B * kSeq;
+  static_assert(kElems > (int64_t(1) << 31));
+  size_t free_bytes = 0, total_bytes = 0;
+  cudaMemGetInfo(&free_bytes, &total_bytes);
+  if (free_bytes < (size_t(52) << 30)) GTEST_SKIP() << "GPU test skipped: needs 52 GB of free device memory";
+  std::mt19937_64 rng(fresh_seed());
+  DeviceBuffer q(kElems * 2), k(kElems * 2), v(kElems * 2), dout(kElems * 2), out(kElems * 2), dq(kElems * 2),
+      dk(kElems * 2), dv(kElems * 2), lse(size_t(B) * H * S * 4);
+  for (DeviceBuffer* t : {&q, &k, &v, &dout}) {
+    std::vector<HostTensor> pool;
+    for (int i = 0; i < 16; ++i) pool.push_back(random_tensor(FLASHATTN_BFLOAT16, {S, H, D}, rng));
+    for (int b = 0; b < B; ++b)
+      CUDA_OK(cudaMemcpy(static_cast<char*>(t->ptr) + b * kSeq * 2, pool[b % 16].bytes.data(), kSeq * 2,
+                         cudaMemcpyHostToDevice));
+  }
+  auto run = [&](int64_t first_seq, int64_t batch, void* o, void* l, void* gq, void* gk, void* gv) {
+    auto at = [&](const DeviceBuffer& t) { return static_cast<char*>(t.ptr) + first_seq * kSeq * 2; };
+    auto sh = [&](const void* p) { return make_tensor(p, DType::kBFloat16, {batch, S, H, D}); };
+    FwdParams f;
+    f.attn.q = sh(at(q));
+    f.attn.k = sh(at(k));
+    f.attn.v = sh(at(v));
+    f.attn.is_causal = 1;
+    f.out = sh(o);
+    f.softmax_lse = make_tensor(l, DType::kFloat32, {batch, H, S});
+    f.backend = FLASHATTN_BACKEND_SM80;
+    Status s = fwd(f, nullptr);
+    if (!s.ok()) return s;
+    BwdParams bp;
+    bp.attn = f.attn;
+    bp.out = f.out;
+    bp.softmax_lse = f.softmax_lse;
+    bp.dout = sh(at(dout));
+    bp.dq = sh(gq);
+    bp.dk = sh(gk);
+    bp.dv = sh(gv);
+    bp.deterministic = 1;
+    bp.backend = FLASHATTN_BACKEND_SM80;
+    size_t ws_bytes = 0;
+    s = bwd_workspace_size(bp, &ws_bytes);
+    if (!s.ok()) return s;
+    DeviceBuffer ws(ws_bytes);
+    bp.workspace = ws.ptr;
+    bp.workspace_size = ws_bytes;
+    s = bwd(bp, nullptr);
+    cudaDeviceSynchronize();
+    return s;
+  };
+  DeviceBuffer out1(kSeq * 2), lse1(size_t(H) * S * 4), dq1(kSeq * 2), dk1(kSeq * 2), dv1(kSeq * 2);
+  for (DeviceBuffer* t : {&out, &lse, &dq, &dk, &dv, &out1, &lse1, &dq1, &dk1, &dv1})
+    CUDA_OK(cudaMemset(t->ptr, 0xff, t->bytes));  // poisoned: NaN in bf16 and fp32
+  Status s = run(0, B, out.ptr, lse.ptr, dq.ptr, dk.ptr, dv.ptr);
+  ASSERT_TRUE(s.ok()) << s.message;
+  s = run(B - 1, 1, out1.ptr, lse1.ptr, dq1.ptr, dk1.ptr, dv1.ptr);
+  ASSERT_TRUE(s.ok()) << s.message;
+  CUDA_OK(cudaGetLastError());
+  auto last = [&](const DeviceBuffer& big, size_t bytes) {
+    std::vector<char> h(bytes);
+    cudaMemcpy(h.data(), static_cast<const char*>(big.ptr) + big.bytes - bytes, bytes, cudaMemcpyDeviceToHost);
+    return h;
+  };
+  auto all = [&](const DeviceBuffer& small) { return last(small, small.bytes); };
+  EXPECT_TRUE(last(out, kSeq * 2) == all(out1)) << "out of the last sequence differs";
+  EXPECT_TRUE(last(lse, size_t(H) * S * 4) == all(lse1)) << "lse of the last sequence differs";
+  EXPECT_TRUE(last(dq, kSeq * 2) == all(dq1)) << "dq of the last sequence differs";
+  EXPECT_TRUE(last(dk, kSeq * 2) == all(dk1)) << "dk of the last sequence differs";
+  EXPECT_TRUE(last(dv, kSeq * 2) == all(dv1)) << "dv of the last sequence differs";
+  // And both were written: no poisoned (0xffff) bf16 value is left.
+  for (const DeviceBuffer* t : {&out1, &dq1, &dk1, &dv1}) {
+    const std::vector<char> h = all(*t);
+    int64_t poisoned = 0;
+    for (size_t i = 0; i + 1 < h.size(); i += 2) poisoned += h[i] == char(0xff) && h[i + 1] == char(0xff);
+    EXPECT_EQ(poisoned, 0);
+  }
+}
+
+}  // namespace
+}  // namespace flashattn::test
