@@ -61,16 +61,15 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   Tensor gK = local_tile(mK, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, 0));
   Tensor gV = local_tile(mV, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, 0));
 
-  // Stage st of the Q/dO ring: Q at q_ring + st * 2 * kQElems, dO right after it.
-  constexpr int kStagesQ = Traits::kStagesQ, kQElems = Traits::kQElems;
-  Element* q_ring = reinterpret_cast<Element*>(smem);
-  Tensor sQ = cute::make_tensor(make_smem_ptr(q_ring), typename Traits::SmemLayoutQ{});
-  Tensor sdO = cute::make_tensor(sQ.data() + kQElems, typename Traits::SmemLayoutQ{});
-  Tensor sK = cute::make_tensor(make_smem_ptr(q_ring + kStagesQ * 2 * kQElems), typename Traits::SmemLayoutKV{});
+  Tensor sQ = cute::make_tensor(make_smem_ptr(reinterpret_cast<Element*>(smem)), typename Traits::SmemLayoutQ{});
+  Tensor sdO = cute::make_tensor(sQ.data() + size(sQ), typename Traits::SmemLayoutQ{});
+  Tensor sK = cute::make_tensor(sdO.data() + size(sdO), typename Traits::SmemLayoutKV{});
   Tensor sV = cute::make_tensor(sK.data() + size(sK), typename Traits::SmemLayoutKV{});
   Tensor sP = cute::make_tensor(sV.data() + size(sV), typename Traits::SmemLayoutP{});
   Tensor sdS = cute::make_tensor(sP.data() + size(sP), typename Traits::SmemLayoutP{});
+  Tensor sQt = cute::make_tensor(sQ.data(), typename Traits::SmemLayoutQt{});
   Tensor sQtNoSwizzle = cute::make_tensor(sQ.data().get(), typename Traits::SmemLayoutQtNoSwizzle{});
+  Tensor sdOt = cute::make_tensor(sdO.data(), typename Traits::SmemLayoutQt{});
   Tensor sdOtNoSwizzle = cute::make_tensor(sdO.data().get(), typename Traits::SmemLayoutQtNoSwizzle{});
   Tensor sKt = cute::make_tensor(sK.data(), typename Traits::SmemLayoutKt{});
   Tensor sKtNoSwizzle = cute::make_tensor(sK.data().get(), typename Traits::SmemLayoutKtNoSwizzle{});
@@ -81,20 +80,13 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
 
   typename Traits::GmemCopy gmem_copy;
   auto gmem_thr = gmem_copy.get_thread_slice(tid);
+  Tensor tQsQ = gmem_thr.partition_D(sQ);
+  Tensor tdOsdO = gmem_thr.partition_D(sdO);
   Tensor tQcQ = gmem_thr.partition_S(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
   Tensor tKVcKV = gmem_thr.partition_S(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
 
-  auto q_stage = [&](int step) {
-    return cute::make_tensor(make_smem_ptr(q_ring + (step % kStagesQ) * 2 * kQElems), typename Traits::SmemLayoutQ{});
-  };
-  auto do_stage = [&](int step) {
-    return cute::make_tensor(make_smem_ptr(q_ring + (step % kStagesQ) * 2 * kQElems + kQElems),
-                             typename Traits::SmemLayoutQ{});
-  };
-  // Starts the cp.async of step `step`'s Q and dO tiles into their stage.
+  // Starts the cp.async of step `step`'s Q and dO tiles.
   auto load_q_do = [&](int step) {
-    Tensor tQsQ = gmem_thr.partition_D(q_stage(step));
-    Tensor tdOsdO = gmem_thr.partition_D(do_stage(step));
     const int h = hk * group + step / (m_end - m_begin), m = m_begin + step % (m_end - m_begin);
     const Element* q_ptr = static_cast<const Element*>(p.q) + row_offset(p.q_stride, p.varlen, b, si.q_row0, 0, h);
     const Element* do_ptr =
@@ -118,7 +110,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   auto copy_sdp_b = make_tiled_copy_B(typename Traits::SmemCopy{}, mma_sdp);
   auto thr_sdp_a = copy_sdp_a.get_thread_slice(tid);
   auto thr_sdp_b = copy_sdp_b.get_thread_slice(tid);
+  Tensor tSsQ = thr_sdp_a.partition_S(sQ);
   Tensor tSrQ_view = thr_sdp_a.retile_D(tSrQ);
+  Tensor tdPsdO = thr_sdp_a.partition_S(sdO);
   Tensor tdPrdO_view = thr_sdp_a.retile_D(tdPrdO);
   Tensor tSsK = thr_sdp_b.partition_S(sK);
   Tensor tSrK_view = thr_sdp_b.retile_D(tSrK);
@@ -145,7 +139,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   Tensor tdVrPt_view = thr_dkv_a.retile_D(tdVrPt);
   Tensor tdKsdSt = thr_dkv_a.partition_S(sdSt);
   Tensor tdKrdSt_view = thr_dkv_a.retile_D(tdKrdSt);
+  Tensor tdVsdOt = thr_dkv_b.partition_S(sdOt);
   Tensor tdVrdOt_view = thr_dkv_b.retile_D(tdVrdOt);
+  Tensor tdKsQt = thr_dkv_b.partition_S(sQt);
   Tensor tdKrQt_view = thr_dkv_b.retile_D(tdKrQt);
   Tensor acc_dk = partition_fragment_C(mma_dkv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
   Tensor acc_dv = partition_fragment_C(mma_dkv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
@@ -199,16 +195,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
     cp_async_wait<0>();
-    __syncthreads();  // Q, dO (and K, V) landed; every warp is done with the last step (P, dS, its stage)
-    if constexpr (kStagesQ == 2) {
-      if (step + 1 < steps) load_q_do(step + 1);  // into the stage the last step used
-      cp_async_fence();
-    }
-    // This step's stage, as the operands of S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q.
-    Tensor tSsQ = thr_sdp_a.partition_S(q_stage(step));
-    Tensor tdPsdO = thr_sdp_a.partition_S(do_stage(step));
-    Tensor tdVsdOt = thr_dkv_b.partition_S(cute::make_tensor(do_stage(step).data(), typename Traits::SmemLayoutQt{}));
-    Tensor tdKsQt = thr_dkv_b.partition_S(cute::make_tensor(q_stage(step).data(), typename Traits::SmemLayoutQt{}));
+    __syncthreads();  // Q, dO (and K, V) landed; every warp is done with the last step's dS
 
     Tensor acc_s = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor acc_dp = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -277,11 +264,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
 
     gemm_smem(mma_dkv, acc_dv, tdVrPt, tdVrdOt, tdVsPt, tdVsdOt, copy_dkv_a, copy_dkv_b, tdVrPt_view, tdVrdOt_view);
     gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, tdKsQt, copy_dkv_a, copy_dkv_b, tdKrdSt_view, tdKrQt_view);
-    if constexpr (kStagesQ == 1) {
-      __syncthreads();  // every warp is done with Q, dO and P: the next step's tiles may land
-      if (step + 1 < steps) load_q_do(step + 1);
-      cp_async_fence();
-    }
+    __syncthreads();  // every warp is done with Q, dO and P: the next step's tiles may land
+    if (step + 1 < steps) load_q_do(step + 1);
+    cp_async_fence();
 
     Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
     clear(acc_dq);

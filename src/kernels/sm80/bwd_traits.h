@@ -70,14 +70,9 @@ struct BwdTraits {
       Layout<Shape<Int<kThreads / kGmemThreadsPerRow>, Int<kGmemThreadsPerRow>>, Stride<Int<kGmemThreadsPerRow>, _1>>{},
       Layout<Shape<_1, _8>>{}));
 
-  // Q and dO of kStagesQ query blocks, then K, V, P, dS. Two stages let the next block's Q and dO
-  // load during this block's five GEMMs; they are used where the total still fits A100's 163 KB
-  // (every bucket but d = 256).
-  static constexpr int kQElems = int(cosize(SmemLayoutQ{}));
-  static constexpr int kSmemBytesOneStage =
-      int(2 * kQElems + 2 * cosize(SmemLayoutKV{}) + 2 * cosize(SmemLayoutP{})) * int(sizeof(Element));
-  static constexpr int kStagesQ = kSmemBytesOneStage + 2 * kQElems * int(sizeof(Element)) <= 163 * 1024 ? 2 : 1;
-  static constexpr int kSmemBytes = kSmemBytesOneStage + (kStagesQ - 1) * 2 * kQElems * int(sizeof(Element));
+  // Q, dO, K, V, P, dS
+  static constexpr int kSmemBytes =
+      int(2 * cosize(SmemLayoutQ{}) + 2 * cosize(SmemLayoutKV{}) + 2 * cosize(SmemLayoutP{})) * int(sizeof(Element));
 };
 
 }  // namespace flashattn::sm80
