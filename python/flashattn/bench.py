@@ -96,6 +96,8 @@ def run_point(args, d, causal, s, passes, peers):
     g = torch.randn(b, s, h, d, device="cuda", dtype=dtype)
     flops = 4.0 * b * h * s * s * d / (2 if causal else 1)
     base = dict(dtype=args.dtype, d=d, causal=causal, batch=b, seqlen=s, nheads=h, nheads_k=hk)
+    if args.varlen:
+        base["varlen"] = True  # flashattn through flash_attn_varlen_func; the peers take the padded layout
     rows = []
 
     if args.varlen:
