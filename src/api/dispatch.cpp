@@ -4,33 +4,44 @@
 
 #include "kernels/sm80/bwd.h"
 #include "kernels/sm80/fwd.h"
+#include "kernels/sm90/fwd.h"
 #include "reference/reference_gpu.h"
 
 namespace flashattn {
 namespace {
 
-// The compiled FlashAttention-2 instantiations (FLASHATTN_DTYPES x FLASHATTN_HEADDIMS), from CMake.
+// The compiled kernel instantiations (FLASHATTN_DTYPES x FLASHATTN_HEADDIMS), from CMake.
 template <typename Call>
-struct Sm80Kernel {
+struct KernelEntry {
   int dtype, head_dim;
   Status (*run)(const Call&, cudaStream_t);
 };
 #define FLASHATTN_SM80_KERNEL(kind, dtype, head_dim) FLASHATTN_SM80_##kind(dtype, head_dim)
-#define FLASHATTN_SM80_fwd(dtype, head_dim) Sm80Kernel<FwdCall>{dtype, head_dim, &sm80::run_fwd<dtype, head_dim>},
+#define FLASHATTN_SM90_KERNEL(kind, dtype, head_dim)
+#define FLASHATTN_SM80_fwd(dtype, head_dim) KernelEntry<FwdCall>{dtype, head_dim, &sm80::run_fwd<dtype, head_dim>},
 #define FLASHATTN_SM80_bwd(dtype, head_dim)
-const Sm80Kernel<FwdCall> kSm80Fwd[] = {
+const KernelEntry<FwdCall> kSm80Fwd[] = {
 #include "flashattn_kernels.inc"
-    Sm80Kernel<FwdCall>{-1, 0, nullptr}};
+    KernelEntry<FwdCall>{-1, 0, nullptr}};
 #undef FLASHATTN_SM80_fwd
 #undef FLASHATTN_SM80_bwd
 #define FLASHATTN_SM80_fwd(dtype, head_dim)
-#define FLASHATTN_SM80_bwd(dtype, head_dim) Sm80Kernel<BwdCall>{dtype, head_dim, &sm80::run_bwd<dtype, head_dim>},
-const Sm80Kernel<BwdCall> kSm80Bwd[] = {
+#define FLASHATTN_SM80_bwd(dtype, head_dim) KernelEntry<BwdCall>{dtype, head_dim, &sm80::run_bwd<dtype, head_dim>},
+const KernelEntry<BwdCall> kSm80Bwd[] = {
 #include "flashattn_kernels.inc"
-    Sm80Kernel<BwdCall>{-1, 0, nullptr}};
+    KernelEntry<BwdCall>{-1, 0, nullptr}};
 #undef FLASHATTN_SM80_fwd
 #undef FLASHATTN_SM80_bwd
 #undef FLASHATTN_SM80_KERNEL
+#undef FLASHATTN_SM90_KERNEL
+// The Hopper instantiations (when FLASHATTN_ARCHS has 90a).
+#define FLASHATTN_SM80_KERNEL(kind, dtype, head_dim)
+#define FLASHATTN_SM90_KERNEL(kind, dtype, head_dim) KernelEntry<FwdCall>{dtype, head_dim, &sm90::run_fwd<dtype, head_dim>},
+const KernelEntry<FwdCall> kSm90Fwd[] = {
+#include "flashattn_kernels.inc"
+    KernelEntry<FwdCall>{-1, 0, nullptr}};
+#undef FLASHATTN_SM80_KERNEL
+#undef FLASHATTN_SM90_KERNEL
 
 int device_major() {
   int device = 0, major = 0;
@@ -44,11 +55,11 @@ int device_major() {
 
 // The smallest compiled head-dim bucket that holds the call, on a device that runs it.
 template <typename Call, size_t N>
-const Sm80Kernel<Call>* find_sm80(const Sm80Kernel<Call> (&table)[N], const Call& call) {
+const KernelEntry<Call>* find_sm80(const KernelEntry<Call> (&table)[N], const Call& call) {
   if (call.backend != Backend::kAuto && call.backend != Backend::kSm80) return nullptr;
   const Problem& p = call.problem;
-  const Sm80Kernel<Call>* best = nullptr;
-  for (const Sm80Kernel<Call>& k : table)
+  const KernelEntry<Call>* best = nullptr;
+  for (const KernelEntry<Call>& k : table)
     if (k.run && k.dtype == p.dtype && k.head_dim >= p.head_dim && (!best || k.head_dim < best->head_dim)) best = &k;
   return best && device_major() >= 8 ? best : nullptr;
 }
@@ -76,7 +87,7 @@ Status no_fast_kernel(const Problem& p, const char* pass, Backend backend) {
 size_t fwd_workspace_bytes(const FwdCall&) { return 0; }
 
 size_t bwd_workspace_bytes(const BwdCall& call) {
-  const Sm80Kernel<BwdCall>* k = find_sm80(kSm80Bwd, call);
+  const KernelEntry<BwdCall>* k = find_sm80(kSm80Bwd, call);
   return k ? sm80::bwd_workspace(call.problem, k->head_dim, call.deterministic).bytes : 0;
 }
 
@@ -85,7 +96,16 @@ Status dispatch_fwd(const FwdCall& call, cudaStream_t stream) {
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(fwd_workspace_bytes(call)));
   if (call.backend == Backend::kReference) return reference_gpu_fwd(call, stream);
-  if (const Sm80Kernel<FwdCall>* k = find_sm80(kSm80Fwd, call)) return k->run(call, stream);
+  if (call.backend == Backend::kSm90) {
+    // Opt-in while the first Hopper version is being validated; AUTO keeps FlashAttention-2.
+    const KernelEntry<FwdCall>* best = nullptr;
+    for (const KernelEntry<FwdCall>& k : kSm90Fwd)
+      if (k.run && k.dtype == call.problem.dtype && k.head_dim >= call.problem.head_dim &&
+          (!best || k.head_dim < best->head_dim))
+        best = &k;
+    if (best && device_major() == 9) return best->run(call, stream);
+  }
+  if (const KernelEntry<FwdCall>* k = find_sm80(kSm80Fwd, call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "forward", call.backend);
 }
 
@@ -94,7 +114,7 @@ Status dispatch_bwd(const BwdCall& call, cudaStream_t stream) {
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(bwd_workspace_bytes(call)) + " (flashattn_bwd_workspace_size)");
   if (call.backend == Backend::kReference) return reference_gpu_bwd(call, stream);
-  if (const Sm80Kernel<BwdCall>* k = find_sm80(kSm80Bwd, call)) return k->run(call, stream);
+  if (const KernelEntry<BwdCall>* k = find_sm80(kSm80Bwd, call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "backward", call.backend);
 }
 

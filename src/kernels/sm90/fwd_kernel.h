@@ -1,0 +1,197 @@
+// Hopper forward (sm90a), warp-specialized: warpgroup 0 (after giving up most of its registers)
+// loads Q once and K/V tiles through a kStages-deep shared-memory ring with TMA, completing on
+// mbarriers; warpgroups 1 and 2 (with the registers) run wgmma for S = Q K^T and O += P V, the
+// online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1; FlashAttention-3's producer /
+// consumer split). First version: one CTA per (query block, head, batch), no intra-warpgroup
+// overlap or ping-pong yet.
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/pipeline/sm90_pipeline.hpp>
+
+#include "api/validate.h"
+#include "kernels/common/block_range.h"
+#include "kernels/common/problem.h"
+#include "kernels/sm80/mask.h"
+#include "kernels/sm80/softmax.h"
+#include "kernels/sm90/fwd_traits.h"
+
+namespace flashattn::sm90 {
+
+template <typename Traits>
+struct FwdKernelParams {
+  FwdCall call;
+  typename Traits::TmaQ tma_q;
+  typename Traits::TmaKV tma_k, tma_v;
+};
+
+// The wgmma accumulator of a thread is ((2 cols, 2 rows, N/8), MMA_M, MMA_N); as (rows, cols):
+// ((2, MMA_M), (2, N/8, MMA_N)).
+template <typename Layout>
+__device__ __forceinline__ auto rowcol(Layout const& acc) {
+  return make_layout(make_layout(get<0, 1>(acc), get<1>(acc)),
+                     make_layout(get<0, 0>(acc), get<0, 2>(acc), get<2>(acc)));
+}
+
+// Two neighbouring 8-column blocks of the accumulator hold one 16-wide K slice of a register A
+// operand: ((2, 2, N/8), M, N) -> ((2, 2, 2), M, (N/16, N)).
+template <typename Layout>
+__device__ __forceinline__ auto acc_as_operand_a(Layout const& acc) {
+  auto split = logical_divide(acc, Shape<Shape<Underscore, Underscore, _2>, Underscore, Underscore>{});
+  return make_layout(make_layout(get<0, 0>(split), get<0, 1>(split), get<0, 2, 0>(split)), get<1>(split),
+                     make_layout(get<0, 2, 1>(split), get<2>(split)));
+}
+
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    fwd_kernel(const __grid_constant__ FwdKernelParams<Traits> params) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
+  using Pipeline = typename Traits::Pipeline;
+  using SharedStorage = typename Traits::SharedStorage;
+  extern __shared__ __align__(1024) char sm90_smem[];
+  SharedStorage& shared = *reinterpret_cast<SharedStorage*>(sm90_smem);
+
+  const FwdCall& call = params.call;
+  const Problem& p = call.problem;
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (p.nheads / p.nheads_k);
+  const int warp_group = threadIdx.x / 128, thread_in_group = threadIdx.x % 128;
+  const int warp_in_group = thread_in_group / 32;
+  const BlockRange keys = key_blocks_of(p, m_block, kBlockM, kBlockN, p.seqlen_q, p.seqlen_k);
+
+  Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
+  Tensor sK = cute::make_tensor(make_smem_ptr(shared.k.begin()), typename Traits::SmemLayoutK{});
+  Tensor sV = cute::make_tensor(make_smem_ptr(shared.v.begin()), typename Traits::SmemLayoutV{});
+  Tensor sVt = cute::make_tensor(make_smem_ptr(shared.v.begin()), typename Traits::SmemLayoutVt{});
+
+  typename Pipeline::Params pipe_params;
+  pipe_params.transaction_bytes = Traits::kTmaBytesKV;
+  pipe_params.role = warp_group == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
+  pipe_params.is_leader = threadIdx.x == 0;
+  pipe_params.num_consumers = Traits::kConsumerThreads;
+  Pipeline pipeline_k(shared.pipeline_k, pipe_params, Shape<_1, _1, _1>{});
+  Pipeline pipeline_v(shared.pipeline_v, pipe_params, Shape<_1, _1, _1>{});
+  if (threadIdx.x == 0) {
+    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q, 1);
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();  // barriers initialized before anyone waits on them
+
+  if (warp_group == 0) {
+    // Producer: one elected thread issues every TMA.
+    cutlass::arch::warpgroup_reg_dealloc<24>();
+    if (warp_in_group == 0 && cute::elect_one_sync()) {
+      const int32_t sq = p.seqlen_q, sk = p.seqlen_k, d = p.head_dim;
+      Tensor mQ = params.tma_q.get_tma_tensor(make_shape(sq, d, p.nheads, p.batch));
+      Tensor mK = params.tma_k.get_tma_tensor(make_shape(sk, d, p.nheads_k, p.batch));
+      Tensor mV = params.tma_v.get_tma_tensor(make_shape(sk, d, p.nheads_k, p.batch));
+      Tensor gQ = local_tile(mQ(_, _, h, b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+      Tensor gK = local_tile(mK(_, _, hk, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+      Tensor gV = local_tile(mV(_, _, hk, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+      auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+      auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+      auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+
+      cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kTmaBytesQ);
+      copy(params.tma_q.with(shared.barrier_q), tQgQ, tQsQ);
+      auto state = cutlass::make_producer_start_state<Pipeline>();
+      // Key blocks from the last: the ones that need masking (sequence end, diagonal) come first.
+      for (int n = keys.end - 1; n >= keys.begin; --n) {
+        pipeline_k.producer_acquire(state);
+        copy(params.tma_k.with(*pipeline_k.producer_get_barrier(state)), tKgK(_, n), tKsK(_, state.index()));
+        pipeline_v.producer_acquire(state);
+        copy(params.tma_v.with(*pipeline_v.producer_get_barrier(state)), tVgV(_, n), tVsV(_, state.index()));
+        ++state;
+      }
+    }
+    return;
+  }
+
+  // Consumers: warpgroups 1 and 2, 64 query rows each.
+  cutlass::arch::warpgroup_reg_alloc<240>();
+  const int tid = threadIdx.x - 128;
+  typename Traits::TiledMmaS mma_s;
+  typename Traits::TiledMmaO mma_o;
+  auto thr_s = mma_s.get_thread_slice(tid);
+  auto thr_o = mma_o.get_thread_slice(tid);
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);  // descriptors
+  Tensor tSrK = thr_s.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stages)
+  Tensor tOrV = thr_o.partition_fragment_B(sVt);
+  Tensor acc_o = partition_fragment_C(mma_o, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+  clear(acc_o);
+  Tensor tScS = thr_s.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+  Tensor tOcO = thr_o.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  Tensor acc_o_rc = cute::make_tensor(acc_o.data(), rowcol(acc_o.layout()));
+  constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
+
+  const int m0 = m_block * kBlockM;
+  sm80::TileMask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right, false, p.scale, 0.f, 0.f};
+  sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * p.scale);
+
+  cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, 0);
+  cutlass::PipelineState<Traits::kStages> state;
+  for (int n = keys.end - 1; n >= keys.begin; --n) {
+    Tensor acc_s = partition_fragment_C(mma_s, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    pipeline_k.consumer_wait(state);
+    mma_s.accumulate_ = GMMA::ScaleOut::Zero;
+    warpgroup_fence_operand(acc_s);
+    warpgroup_arrive();
+    CUTE_UNROLL
+    for (int k = 0; k < size<2>(tSrQ); ++k) {
+      cute::gemm(mma_s, tSrQ(_, _, k), tSrK(_, _, k, state.index()), acc_s);
+      mma_s.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_s);
+    pipeline_k.consumer_release(state);
+
+    const int n0 = n * kBlockN;
+    mask.apply(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
+    Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
+    softmax.update(s_rc, acc_o_rc);
+
+    // P (fp32 accumulator) -> the input dtype, in registers, as the A operand of O += P V.
+    Tensor rP = cute::make_tensor<Element>(acc_s.layout());
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc_s); ++i) rP(i) = Element(acc_s(i));
+    Tensor tOrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
+
+    pipeline_v.consumer_wait(state);
+    warpgroup_fence_operand(acc_o);
+    warpgroup_fence_operand(tOrP);
+    warpgroup_arrive();
+    CUTE_UNROLL
+    for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_o, tOrP(_, _, k), tOrV(_, _, k, state.index()), acc_o);
+    warpgroup_commit_batch();
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_o);
+    pipeline_v.consumer_release(state);
+    ++state;
+  }
+
+  float lse[kRows];
+  softmax.finish(acc_o_rc, 1.f, lse);
+
+  // Epilogue: out and lse, straight from registers (rows of the sequence, columns < head_dim).
+  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, false, b, 0, 0, h);
+  Tensor tOcO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+  CUTE_UNROLL
+  for (int r = 0; r < kRows; ++r) {
+    const int row = m0 + get<0>(tOcO_rc(r, 0));
+    if (row >= p.seqlen_q) continue;
+    CUTE_UNROLL
+    for (int c = 0; c < size<1>(acc_o_rc); ++c) {
+      const int col = get<1>(tOcO_rc(r, c));
+      if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
+    }
+    if (tid % 4 == 0) call.lse[lse_offset(p, b, 0, row, h)] = lse[r];
+  }
+#endif
+}
+
+}  // namespace flashattn::sm90

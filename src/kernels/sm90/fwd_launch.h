@@ -1,0 +1,56 @@
+// Tile choices of the Hopper forward (one place), TMA descriptors, and the launch.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "kernels/sm80/element.h"
+#include "kernels/sm90/fwd.h"
+#include "kernels/sm90/fwd_kernel.h"
+
+namespace flashattn::sm90 {
+
+// kBlockN and K/V stages per head dim (kBlockM is 128). First choices from FlashAttention-3's
+// published tiles, limited to wgmma N in multiples of 64 and shared memory <= 227 KB; to be tuned
+// by measurement (bench/NOTES.md).
+template <typename Element, int kHeadDim>
+struct FwdTile;
+template <typename E> struct FwdTile<E, 64> { using type = FwdTraits<E, 64, 128, 3>; };
+template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 2>; };
+template <typename E> struct FwdTile<E, 256> { using type = FwdTraits<E, 256, 64, 2>; };
+
+template <int kDtype, int kHeadDim>
+Status run_fwd(const FwdCall& call, cudaStream_t stream) {
+  using Element = typename sm80::ElementOf<kDtype>::type;
+  using Traits = typename FwdTile<Element, kHeadDim>::type;
+  const Problem& p = call.problem;
+  if (std::string why = fwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 forward with " + why);
+  if (p.batch == 0 || p.seqlen_q == 0) return Status::Ok();
+
+  auto gmem = [&](const void* ptr, int seqlen, int heads, const RowStrides& st) {
+    return cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)),
+                       make_shape(int32_t(seqlen), int32_t(p.head_dim), int32_t(heads), int32_t(p.batch)),
+                       make_stride(st.row, _1{}, st.head, st.batch));
+  };
+  FwdKernelParams<Traits> params{
+      call,
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.seqlen_q, p.nheads, p.q_stride), typename Traits::SmemLayoutQ{},
+                    Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{}, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.seqlen_k, p.nheads_k, p.k_stride),
+                    take<0, 2>(typename Traits::SmemLayoutK{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.seqlen_k, p.nheads_k, p.v_stride),
+                    take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{})};
+
+  constexpr int smem = Traits::kSmemBytes;
+  auto kernel = fwd_kernel<Traits>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  const dim3 grid((p.seqlen_q + Traits::kBlockM - 1) / Traits::kBlockM, p.nheads, p.batch);
+  kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    return Status{FLASHATTN_CUDA_ERROR, std::string("flashattn: sm90 forward launch failed: ") + cudaGetErrorString(err)};
+  return Status::Ok();
+}
+
+}  // namespace flashattn::sm90

@@ -1,0 +1,72 @@
+// Tiles, shared-memory layouts, TMA and wgmma types of the Hopper forward (sm90a).
+// A CTA is three warpgroups: warpgroup 0 loads (TMA), warpgroups 1 and 2 each own 64 of the
+// kBlockM = 128 query rows and run S = Q K^T (wgmma, both operands in shared memory) and
+// O += P V (wgmma, P from registers).
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/numeric_types.h>
+#include <cutlass/pipeline/sm90_pipeline.hpp>
+
+#include <cstdint>
+
+namespace flashattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;
+
+template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_>
+struct FwdTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kConsumerThreads = 256;
+  static constexpr int kThreads = 128 + kConsumerThreads;
+  static_assert(kHeadDim % 64 == 0, "the 128-byte swizzle atom holds 64 elements of a row");
+
+  using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;  // S = Q K^T: (M, N, K = d)
+  using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;  // O = P V: (M, N = d, K = keys)
+  using WarpgroupsAlongM = Layout<Shape<_2, _1, _1>>;
+  using TiledMmaS =
+      decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
+                              WarpgroupsAlongM{}));
+  // V arrives (keys x d) with d contiguous: as the B operand (N = d, K = keys) it is MN-major.
+  using TiledMmaO = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
+                           GMMA::Major::MN>(),
+      WarpgroupsAlongM{}));
+
+  using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;  // 8 rows x 64 elements, 128-byte swizzle
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutV = SmemLayoutK;
+  // The same bytes as (d x keys x stages): V^T for the second GEMM.
+  using SmemLayoutVt = decltype(composition(
+      SmemLayoutV{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{}, Step<_2, _1, _3>{})));
+
+  // Global views as TMA sees them: (seqlen, d, heads, batch) with the caller's strides.
+  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GmemTensor = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStride{}));
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutQ{},
+                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
+                                       Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+
+  using Pipeline = cutlass::PipelineTmaAsync<kStages>;
+  static constexpr uint32_t kTmaBytesQ = uint32_t(size(SmemLayoutQ{}) * sizeof(Element));
+  static constexpr uint32_t kTmaBytesKV = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
+
+  struct SharedStorage {
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutV>> v;
+    typename Pipeline::SharedStorage pipeline_k, pipeline_v;
+    alignas(8) uint64_t barrier_q;
+  };
+  static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+};
+
+}  // namespace flashattn::sm90
