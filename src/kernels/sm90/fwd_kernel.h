@@ -2,8 +2,9 @@
 // loads Q once and K/V tiles through a kStages-deep shared-memory ring with TMA, completing on
 // mbarriers; warpgroups 1 and 2 (with the registers) run wgmma for S = Q K^T and O += P V, the
 // online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1; FlashAttention-3's producer /
-// consumer split). First version: one CTA per (query block, head, batch), no intra-warpgroup
-// overlap or ping-pong yet.
+// consumer split). Every forward feature but varlen (softcap/ALiBi and dropout as compile-time
+// variants). First version: one CTA per (query block, head, batch), no intra-warpgroup overlap or
+// ping-pong yet.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -44,7 +45,8 @@ __device__ __forceinline__ auto acc_as_operand_a(Layout const& acc) {
                      make_layout(get<0, 2, 1>(split), get<2>(split)));
 }
 
-template <typename Traits>
+// kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
+template <typename Traits, bool kDropout, bool kTransform>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdKernelParams<Traits> params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -58,6 +60,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const FwdCall& call = params.call;
   const Problem& p = call.problem;
   const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const PhiloxState rng = philox_state(p);
+  if (kDropout && call.rng_state && m_block == 0 && h == 0 && b == 0 && threadIdx.x == 0) {
+    call.rng_state[0] = rng.seed;
+    call.rng_state[1] = rng.offset;
+  }
   const int hk = h / (p.nheads / p.nheads_k);
   const int warp_group = threadIdx.x / 128, thread_in_group = threadIdx.x % 128;
   const int warp_in_group = thread_in_group / 32;
@@ -129,8 +136,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
   const int m0 = m_block * kBlockM;
-  sm80::TileMask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right, false, p.scale, 0.f, 0.f};
-  sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * p.scale);
+  sm80::TileMask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right, kTransform, p.scale, p.softcap,
+                      alibi_slope(p, b, h)};
+  // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
+  sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
+  const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, 0);
   cutlass::PipelineState<Traits::kStages> state;
@@ -154,6 +164,22 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     mask.apply(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     softmax.update(s_rc, acc_o_rc);
+    if constexpr (kDropout) {
+      // Values 4j..4j+3 of the accumulator are rows {r, r+8} x cols {c, c+1} of 8-column block j:
+      // one Philox call each (philox.h), the same mask as every other implementation.
+      CUTE_UNROLL
+      for (int j = 0; j < size(acc_s) / 4; ++j) {
+        const Uint4 bits = philox4x32_10(
+            dropout_counter(subsequence, m0 + get<0>(tScS(4 * j)), n0 + get<1>(tScS(4 * j))), uint32_t(rng.seed),
+            uint32_t(rng.seed >> 32));
+        CUTE_UNROLL
+        for (int v = 0; v < 4; ++v) {
+          const int w = dropout_word(get<0>(tScS(4 * j + v)), get<1>(tScS(4 * j + v)));
+          const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
+          if (word < p.dropout_threshold) acc_s(4 * j + v) = 0.f;
+        }
+      }
+    }
 
     // P (fp32 accumulator) -> the input dtype, in registers, as the A operand of O += P V.
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
@@ -175,7 +201,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   }
 
   float lse[kRows];
-  softmax.finish(acc_o_rc, 1.f, lse);
+  softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
   // Epilogue: out and lse, straight from registers (rows of the sequence, columns < head_dim).
   Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, false, b, 0, 0, h);

@@ -26,7 +26,10 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   using Traits = typename FwdTile<Element, kHeadDim>::type;
   const Problem& p = call.problem;
   if (std::string why = fwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 forward with " + why);
-  if (p.batch == 0 || p.seqlen_q == 0) return Status::Ok();
+  if (p.batch == 0 || p.seqlen_q == 0) {
+    if (!call.rng_state || p.dropout_p == 0.f) return Status::Ok();
+    return not_supported("BACKEND_SM90 forward of an empty batch that must report its RNG state");
+  }
 
   auto gmem = [&](const void* ptr, int seqlen, int heads, const RowStrides& st) {
     return cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)),
@@ -43,7 +46,9 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
                     take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{})};
 
   constexpr int smem = Traits::kSmemBytes;
-  auto kernel = fwd_kernel<Traits>;
+  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
+  auto kernel = p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
+                                  : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   const dim3 grid((p.seqlen_q + Traits::kBlockM - 1) / Traits::kBlockM, p.nheads, p.batch);
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);

@@ -7,9 +7,6 @@ namespace flashattn::sm90 {
 std::string fwd_unsupported(const FwdCall& call) {
   const Problem& p = call.problem;
   if (p.varlen) return "varlen (not in the first Hopper version)";
-  if (p.dropout_p > 0.f) return "dropout (not in the first Hopper version)";
-  if (p.softcap > 0.f) return "softcap (not in the first Hopper version)";
-  if (p.alibi_slopes) return "alibi (not in the first Hopper version)";
   if (p.seqlen_k == 0) return "seqlen_k 0 (no TMA descriptor for an empty tensor)";
   if (p.batch > 65535 || p.nheads > 65535) return "more than 65535 sequences or heads";
   // TMA: every stride but the innermost a multiple of 16 bytes (8 elements).
