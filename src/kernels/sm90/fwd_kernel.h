@@ -2,8 +2,7 @@
 // loads Q once and K/V tiles through a kStages-deep shared-memory ring with TMA, completing on
 // mbarriers; warpgroups 1 and 2 (with the registers) run wgmma for S = Q K^T and O += P V, the
 // online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1; FlashAttention-3's producer /
-// consumer split). Every forward feature but varlen (softcap/ALiBi and dropout as compile-time
-// variants). First version: one CTA per (query block, head, batch), no intra-warpgroup overlap or
+// consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants). First version: one CTA per (query block, head, batch), no intra-warpgroup overlap or
 // ping-pong yet.
 #pragma once
 
@@ -68,7 +67,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int hk = h / (p.nheads / p.nheads_k);
   const int warp_group = threadIdx.x / 128, thread_in_group = threadIdx.x % 128;
   const int warp_in_group = thread_in_group / 32;
-  const BlockRange keys = key_blocks_of(p, m_block, kBlockM, kBlockN, p.seqlen_q, p.seqlen_k);
+  const SeqInfo si = seq_info(p, b);
+  if (m_block * kBlockM >= si.seqlen_q) return;  // varlen: a shorter sequence (every thread leaves)
+  const BlockRange keys = key_blocks_of(p, m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
 
   Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
   Tensor sK = cute::make_tensor(make_smem_ptr(shared.k.begin()), typename Traits::SmemLayoutK{});
@@ -92,13 +93,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // Producer: one elected thread issues every TMA.
     cutlass::arch::warpgroup_reg_dealloc<24>();
     if (warp_in_group == 0 && cute::elect_one_sync()) {
-      const int32_t sq = p.seqlen_q, sk = p.seqlen_k, d = p.head_dim;
-      Tensor mQ = params.tma_q.get_tma_tensor(make_shape(sq, d, p.nheads, p.batch));
-      Tensor mK = params.tma_k.get_tma_tensor(make_shape(sk, d, p.nheads_k, p.batch));
-      Tensor mV = params.tma_v.get_tma_tensor(make_shape(sk, d, p.nheads_k, p.batch));
-      Tensor gQ = local_tile(mQ(_, _, h, b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
-      Tensor gK = local_tile(mK(_, _, hk, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
-      Tensor gV = local_tile(mV(_, _, hk, b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+      // The TMA views are (rows, d, heads, batch); varlen packs every sequence into one batch entry
+      // and starts this one at its first row (rows past its end are masked or never stored).
+      const int32_t d = p.head_dim, batches = p.varlen ? 1 : p.batch, bb = p.varlen ? 0 : b;
+      const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
+      const int32_t rows_k = p.varlen ? int32_t(p.total_k) : p.seqlen_k;
+      Tensor mQ = params.tma_q.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
+      Tensor mK = params.tma_k.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
+      Tensor mV = params.tma_v.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
+      Tensor mQ_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mQ(_, _, h, bb));
+      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, bb));
+      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, bb));
+      Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
+      Tensor gK = local_tile(mK_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+      Tensor gV = local_tile(mV_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
       auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
       auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
       auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
@@ -136,7 +144,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
   const int m0 = m_block * kBlockM;
-  sm80::TileMask mask{p.seqlen_q, p.seqlen_k, p.window_left, p.window_right, kTransform, p.scale, p.softcap,
+  sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, kTransform, p.scale, p.softcap,
                       alibi_slope(p, b, h)};
   // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
   sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
@@ -204,18 +212,18 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
   // Epilogue: out and lse, straight from registers (rows of the sequence, columns < head_dim).
-  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, false, b, 0, 0, h);
+  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
   Tensor tOcO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
   CUTE_UNROLL
   for (int r = 0; r < kRows; ++r) {
     const int row = m0 + get<0>(tOcO_rc(r, 0));
-    if (row >= p.seqlen_q) continue;
+    if (row >= si.seqlen_q) continue;
     CUTE_UNROLL
     for (int c = 0; c < size<1>(acc_o_rc); ++c) {
       const int col = get<1>(tOcO_rc(r, c));
       if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
     }
-    if (tid % 4 == 0) call.lse[lse_offset(p, b, 0, row, h)] = lse[r];
+    if (tid % 4 == 0) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
   }
 #endif
 }

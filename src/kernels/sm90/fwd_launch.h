@@ -31,18 +31,21 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
     return not_supported("BACKEND_SM90 forward of an empty batch that must report its RNG state");
   }
 
-  auto gmem = [&](const void* ptr, int seqlen, int heads, const RowStrides& st) {
+  // TMA views (rows, d, heads, batch); varlen: every sequence packed into rows of one batch entry.
+  const int32_t batches = p.varlen ? 1 : p.batch;
+  auto gmem = [&](const void* ptr, int64_t rows, int heads, const RowStrides& st) {
     return cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)),
-                       make_shape(int32_t(seqlen), int32_t(p.head_dim), int32_t(heads), int32_t(p.batch)),
-                       make_stride(st.row, _1{}, st.head, st.batch));
+                             make_shape(int32_t(rows), int32_t(p.head_dim), int32_t(heads), batches),
+                             make_stride(st.row, _1{}, st.head, p.varlen ? int64_t(8) : st.batch));  // extent 1
   };
+  const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
   FwdKernelParams<Traits> params{
       call,
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.seqlen_q, p.nheads, p.q_stride), typename Traits::SmemLayoutQ{},
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, rows_q, p.nheads, p.q_stride), typename Traits::SmemLayoutQ{},
                     Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.seqlen_k, p.nheads_k, p.k_stride),
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, rows_k, p.nheads_k, p.k_stride),
                     take<0, 2>(typename Traits::SmemLayoutK{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.seqlen_k, p.nheads_k, p.v_stride),
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, rows_k, p.nheads_k, p.v_stride),
                     take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{})};
 
   constexpr int smem = Traits::kSmemBytes;

@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <string>
 
 #include "kernels/sm90/fwd.h"
@@ -6,8 +7,9 @@ namespace flashattn::sm90 {
 
 std::string fwd_unsupported(const FwdCall& call) {
   const Problem& p = call.problem;
-  if (p.varlen) return "varlen (not in the first Hopper version)";
-  if (p.seqlen_k == 0) return "seqlen_k 0 (no TMA descriptor for an empty tensor)";
+  if (p.varlen && (p.total_q > INT32_MAX || p.total_k > INT32_MAX)) return "more than 2^31 packed rows";
+  if ((p.varlen ? p.total_k : p.seqlen_k) == 0 || (p.varlen ? p.total_q : p.seqlen_q) == 0)
+    return "no keys or no queries at all (no TMA descriptor for an empty tensor)";
   if (p.batch > 65535 || p.nheads > 65535) return "more than 65535 sequences or heads";
   // TMA: every stride but the innermost a multiple of 16 bytes (8 elements).
   for (const RowStrides* s : {&p.q_stride, &p.k_stride, &p.v_stride})
