@@ -30,7 +30,7 @@ struct FwdKernelParams {
 // The wgmma accumulator of a thread is ((2 cols, 2 rows, N/8), MMA_M, MMA_N); as (rows, cols):
 // ((2, MMA_M), (2, N/8, MMA_N)).
 template <typename Layout>
-__device__ __forceinline__ auto rowcol(Layout const& acc) {
+CUTE_HOST_DEVICE auto rowcol(Layout const& acc) {
   return make_layout(make_layout(get<0, 1>(acc), get<1>(acc)),
                      make_layout(get<0, 0>(acc), get<0, 2>(acc), get<2>(acc)));
 }
@@ -38,7 +38,7 @@ __device__ __forceinline__ auto rowcol(Layout const& acc) {
 // Two neighbouring 8-column blocks of the accumulator hold one 16-wide K slice of a register A
 // operand: ((2, 2, N/8), M, N) -> ((2, 2, 2), M, (N/16, N)).
 template <typename Layout>
-__device__ __forceinline__ auto acc_as_operand_a(Layout const& acc) {
+CUTE_HOST_DEVICE auto acc_as_operand_a(Layout const& acc) {
   auto split = logical_divide(acc, Shape<Shape<Underscore, Underscore, _2>, Underscore, Underscore>{});
   return make_layout(make_layout(get<0, 0>(split), get<0, 1>(split), get<0, 2, 0>(split)), get<1>(split),
                      make_layout(get<0, 2, 1>(split), get<2>(split)));

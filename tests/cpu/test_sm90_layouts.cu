@@ -1,0 +1,72 @@
+// Host checks of the Hopper forward's register and shared-memory layout algebra (no GPU needed):
+// the S accumulator reshaped into the A operand of O += P V holds, for every thread and value, the
+// (row, key) that wgmma expects there; rowcol() groups each thread's values by row; the V^T view
+// addresses the same bytes as V, transposed.
+#include <gtest/gtest.h>
+
+#include <cutlass/numeric_types.h>
+
+#include "kernels/sm90/fwd_kernel.h"
+
+namespace flashattn::sm90 {
+namespace {
+
+template <typename Traits>
+void check_layouts() {
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
+  typename Traits::TiledMmaS mma_s;
+  typename Traits::TiledMmaO mma_o;
+  for (int t = 0; t < Traits::kConsumerThreads; ++t) {
+    auto thr_s = mma_s.get_thread_slice(t);
+    auto thr_o = mma_o.get_thread_slice(t);
+    // (row, key) of each S accumulator value, and of each value of P as the A operand.
+    Tensor cS = thr_s.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor cA = thr_o.partition_A(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor cS_as_A = cute::make_tensor(cS.data(), acc_as_operand_a(cS.layout()));
+    ASSERT_EQ(int(size(cS_as_A)), int(size(cA)));
+    ASSERT_EQ(int(size<2>(cS_as_A)), int(size<2>(cA))) << "k slices";
+    for (int i = 0; i < size(cA); ++i) {
+      ASSERT_EQ(get<0>(cS_as_A(i)), get<0>(cA(i))) << "thread " << t << " value " << i << ": row";
+      ASSERT_EQ(get<1>(cS_as_A(i)), get<1>(cA(i))) << "thread " << t << " value " << i << ": key";
+    }
+    // The check can fail: pairing 8-column blocks the other way round (k slice outer) breaks it.
+    auto split = logical_divide(cS.layout(), Shape<Shape<Underscore, Underscore, _2>, Underscore, Underscore>{});
+    auto wrong = make_layout(make_layout(get<0, 0>(split), get<0, 1>(split), get<0, 2, 1>(split)), get<1>(split),
+                             make_layout(get<0, 2, 0>(split), get<2>(split)));
+    Tensor cS_wrong = cute::make_tensor(cS.data(), wrong);
+    bool differs = false;
+    for (int i = 0; i < size(cA); ++i) differs |= get<1>(cS_wrong(i)) != get<1>(cA(i));
+    EXPECT_TRUE(differs || kBlockN == 16) << "thread " << t;
+    // rowcol(): one row per r, the row's keys across c.
+    Tensor cS_rc = cute::make_tensor(cS.data(), rowcol(cS.layout()));
+    Tensor cO = thr_o.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor cO_rc = cute::make_tensor(cO.data(), rowcol(cO.layout()));
+    ASSERT_EQ(int(size<0>(cS_rc)), int(size<0>(cO_rc))) << "S and O rows of a thread";
+    for (int r = 0; r < size<0>(cS_rc); ++r) {
+      EXPECT_EQ(get<0>(cS_rc(r, 0)), get<0>(cO_rc(r, 0))) << "thread " << t << ": S row " << r << " is O's row";
+      for (int c = 0; c < size<1>(cS_rc); ++c) EXPECT_EQ(get<0>(cS_rc(r, c)), get<0>(cS_rc(r, 0)));
+      for (int c = 0; c < size<1>(cO_rc); ++c) EXPECT_EQ(get<0>(cO_rc(r, c)), get<0>(cO_rc(r, 0)));
+    }
+    // The four threads of a quad (the softmax's shuffles) share each row.
+    if (t % 4 == 0) {
+      for (int q = 1; q < 4; ++q) {
+        Tensor other = mma_s.get_thread_slice(t + q).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+        Tensor other_rc = cute::make_tensor(other.data(), rowcol(other.layout()));
+        for (int r = 0; r < size<0>(cS_rc); ++r) EXPECT_EQ(get<0>(other_rc(r, 0)), get<0>(cS_rc(r, 0)));
+      }
+    }
+  }
+  // V^T is V transposed, byte for byte.
+  typename Traits::SmemLayoutV v;
+  typename Traits::SmemLayoutVt vt;
+  for (int st = 0; st < Traits::kStages; ++st)
+    for (int key = 0; key < kBlockN; ++key)
+      for (int d = 0; d < kHeadDim; ++d) ASSERT_EQ(int(vt(d, key, st)), int(v(key, d, st)));
+}
+
+TEST(Sm90Layouts, Bf16HeadDim64) { check_layouts<FwdTraits<cutlass::bfloat16_t, 64, 128, 3>>(); }
+TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTraits<cutlass::bfloat16_t, 128, 128, 2>>(); }
+TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTraits<cutlass::half_t, 256, 64, 2>>(); }
+
+}  // namespace
+}  // namespace flashattn::sm90
