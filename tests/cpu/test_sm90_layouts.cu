@@ -1,7 +1,7 @@
 // Host checks of the Hopper forward's register and shared-memory layout algebra (no GPU needed):
 // the S accumulator reshaped into the A operand of O += P V holds, for every thread and value, the
-// (row, key) that wgmma expects there; rowcol() groups each thread's values by row; the V^T view
-// addresses the same bytes as V, transposed.
+// (row, key) that wgmma expects there; each 2x2 dropout group is where philox.h puts it; rowcol()
+// groups each thread's values by row; the V^T view addresses the same bytes as V, transposed.
 #include <gtest/gtest.h>
 
 #include <cutlass/numeric_types.h>
@@ -37,6 +37,16 @@ void check_layouts() {
     bool differs = false;
     for (int i = 0; i < size(cA); ++i) differs |= get<1>(cS_wrong(i)) != get<1>(cA(i));
     EXPECT_TRUE(differs || kBlockN == 16) << "thread " << t;
+    // Dropout draws one Philox word group per 2x2 block (philox.h): values 4j..4j+3 must be rows
+    // {r, r+8} x keys {c, c+1} with r % 16 < 8 and c even, in that order.
+    for (int j = 0; j < size(cS) / 4; ++j) {
+      const int r = get<0>(cS(4 * j)), c = get<1>(cS(4 * j));
+      EXPECT_TRUE(r % 16 < 8 && c % 2 == 0) << "thread " << t << " group " << j;
+      for (int v = 0; v < 4; ++v) {
+        EXPECT_EQ(get<0>(cS(4 * j + v)), r + 8 * (v / 2)) << "thread " << t << " group " << j << " value " << v;
+        EXPECT_EQ(get<1>(cS(4 * j + v)), c + v % 2) << "thread " << t << " group " << j << " value " << v;
+      }
+    }
     // rowcol(): one row per r, the row's keys across c.
     Tensor cS_rc = cute::make_tensor(cS.data(), rowcol(cS.layout()));
     Tensor cO = thr_o.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
