@@ -23,6 +23,17 @@ inline std::string gpu_unavailable_reason() {
   return n == 0 ? "no CUDA device (cudaGetDeviceCount returned 0)" : "";
 }
 
+// The compute capability major of the current device (0 without one).
+inline int device_major() {
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return major;
+}
+
 #define FLASHATTN_REQUIRE_GPU()                                    \
   do {                                                             \
     const std::string why_ = ::flashattn::test::gpu_unavailable_reason(); \

@@ -5,53 +5,21 @@
 
 #include <cstdio>
 
+#include "common/kernel_cases.h"
 #include "common/math_attention.h"
-#include "common/runner.h"
-#include "reference/reference_cpu.h"
 
 namespace flashattn::test {
 namespace {
 
-struct BwdCase {
-  Case c;
-  friend void PrintTo(const BwdCase& f, std::ostream* os) { *os << f.c.name; }
-};
-
-std::vector<BwdCase> bwd_cases() {
-  std::vector<BwdCase> out;
-  for (int32_t dt : {FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16})
-    for (int d : {64, 128})
-      for (Case c : feature_cases()) {
-        c.dtype = dt;
-        c.head_dim = d;
-        c.seqlen_q = c.seqlen_q * 29;  // several tiles, not multiples of the tile
-        c.seqlen_k = c.seqlen_k * 23;
-        for (int& s : c.seqlens_q) s *= 37;
-        for (int& s : c.seqlens_k) s *= 31;
-        for (int& s : c.seqused_k) s *= 31;
-        c.name += std::string(dt == FLASHATTN_BFLOAT16 ? "_bf16" : "_fp16") + "_d" + std::to_string(d);
-        out.push_back({c});
-      }
-  // Odd lengths and every bucket (40 and 72 round up to the 64 and 96 buckets).
-  const std::tuple<int, int, int, bool> shapes[] = {{1, 1, 32, false},     {17, 113, 96, true},  {113, 17, 192, false},
-                                                    {1023, 1023, 256, true}, {200, 333, 40, false}, {64, 1, 72, true},
-                                                    {1, 300, 128, false},  {257, 129, 256, false}, {300, 200, 192, true}};
-  for (auto [sq, sk, d, causal] : shapes) {
-    Case c;
-    c.name = "len" + std::to_string(sq) + "x" + std::to_string(sk) + "_d" + std::to_string(d) + (causal ? "_causal" : "");
-    c.dtype = FLASHATTN_BFLOAT16;
-    c.batch = 2;
-    c.nheads = 2;
-    c.seqlen_q = sq;
-    c.seqlen_k = sk;
-    c.head_dim = d;
-    c.causal = causal;
-    out.push_back({c});
-  }
-  return out;
+std::vector<KernelCase> bwd_cases() {
+  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128},
+                      // Odd lengths and every bucket (smaller head dims round up to a bucket).
+                      {{1, 1, 32, false}, {17, 113, 96, true}, {113, 17, 192, false}, {1023, 1023, 256, true},
+                       {200, 333, 40, false}, {64, 1, 72, true}, {1, 300, 128, false}, {257, 129, 256, false},
+                       {300, 200, 192, true}});
 }
 
-using Fa2Bwd = GpuTestWithParam<BwdCase>;
+using Fa2Bwd = GpuTestWithParam<KernelCase>;
 
 TEST_P(Fa2Bwd, MatchesFp64Reference) {
   const uint64_t seed = fresh_seed();

@@ -2,53 +2,20 @@
 // every head-dim bucket; error at most 2x that of standard attention in the same dtype.
 #include <gtest/gtest.h>
 
+#include "common/kernel_cases.h"
 #include "common/math_attention.h"
-#include "common/runner.h"
-#include "reference/reference_cpu.h"
 
 namespace flashattn::test {
 namespace {
 
-struct Fa2Case {
-  Case c;
-  friend void PrintTo(const Fa2Case& f, std::ostream* os) { *os << f.c.name; }
-};
-
-std::vector<Fa2Case> fa2_cases() {
-  std::vector<Fa2Case> out;
-  for (int32_t dt : {FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16})
-    for (int d : {64, 128})
-      for (Case c : feature_cases()) {
-        c.dtype = dt;
-        c.head_dim = d;
-        c.seqlen_q = c.seqlen_q * 29;  // several tiles, not multiples of the tile
-        c.seqlen_k = c.seqlen_k * 23;
-        for (int& s : c.seqlens_q) s *= 37;
-        for (int& s : c.seqlens_k) s *= 31;
-        for (int& s : c.seqused_k) s *= 31;
-        c.name += std::string(dt == FLASHATTN_BFLOAT16 ? "_bf16" : "_fp16") + "_d" + std::to_string(d);
-        out.push_back({c});
-      }
-  // Odd lengths and every bucket (40 and 72 round up to the 64 and 96 buckets).
-  const std::tuple<int, int, int, bool> shapes[] = {{1, 1, 32, false},     {17, 113, 96, true},  {113, 17, 192, false},
-                                                    {1023, 1023, 256, true}, {200, 333, 40, false}, {64, 1, 72, true},
-                                                    {1, 300, 128, false},  {257, 129, 256, false}};
-  for (auto [sq, sk, d, causal] : shapes) {
-    Case c;
-    c.name = "len" + std::to_string(sq) + "x" + std::to_string(sk) + "_d" + std::to_string(d) + (causal ? "_causal" : "");
-    c.dtype = FLASHATTN_BFLOAT16;
-    c.batch = 2;
-    c.nheads = 2;
-    c.seqlen_q = sq;
-    c.seqlen_k = sk;
-    c.head_dim = d;
-    c.causal = causal;
-    out.push_back({c});
-  }
-  return out;
+std::vector<KernelCase> fa2_cases() {
+  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128},
+                      // Odd lengths and every bucket (smaller head dims round up to a bucket).
+                      {{1, 1, 32, false}, {17, 113, 96, true}, {113, 17, 192, false}, {1023, 1023, 256, true},
+                       {200, 333, 40, false}, {64, 1, 72, true}, {1, 300, 128, false}, {257, 129, 256, false}});
 }
 
-using Fa2Fwd = GpuTestWithParam<Fa2Case>;
+using Fa2Fwd = GpuTestWithParam<KernelCase>;
 
 TEST_P(Fa2Fwd, MatchesFp64Reference) {
   const uint64_t seed = fresh_seed();
@@ -60,17 +27,7 @@ TEST_P(Fa2Fwd, MatchesFp64Reference) {
   const std::vector<double> math = math_attention_lowp(p);
   const DeviceRun got = run_on_device(hp, Backend::kSm80);
   ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
-  const ErrorStats ours = compare(got.out, want.out), theirs = compare(math, want.out);
-  EXPECT_EQ(ours.nonfinite, 0) << "unwritten or NaN outputs";
-  EXPECT_LE(ours.max_abs, 2 * theirs.max_abs + 1e-3)
-      << "ours " << ours.max_abs << " vs standard attention in the same dtype " << theirs.max_abs;
-  for (size_t i = 0; i < want.lse.size(); ++i) {
-    if (std::isinf(want.lse[i])) {
-      ASSERT_EQ(got.lse[i], want.lse[i]) << "lse[" << i << "]";
-    } else {
-      ASSERT_NEAR(got.lse[i], want.lse[i], 1e-3 * std::max(1.0, std::fabs(want.lse[i]))) << "lse[" << i << "]";
-    }
-  }
+  expect_forward_matches(got, want, math);
 }
 
 INSTANTIATE_TEST_SUITE_P(Features, Fa2Fwd, ::testing::ValuesIn(fa2_cases()),

@@ -4,59 +4,21 @@
 // Error at most 2x that of standard attention in the same dtype. Needs an sm90 device.
 #include <gtest/gtest.h>
 
+#include "common/kernel_cases.h"
 #include "common/math_attention.h"
-#include "common/runner.h"
-#include "reference/reference_cpu.h"
 
 namespace flashattn::test {
 namespace {
 
-struct Sm90Case {
-  Case c;
-  friend void PrintTo(const Sm90Case& f, std::ostream* os) { *os << f.c.name; }
-};
-
-std::vector<Sm90Case> sm90_cases() {
-  std::vector<Sm90Case> out;
-  for (int32_t dt : {FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16})
-    for (int d : {64, 128, 256})
-      for (Case c : feature_cases()) {
-        for (int& len : c.seqlens_q) len *= 37;
-        for (int& len : c.seqlens_k) len *= 31;
-        for (int& len : c.seqused_k) len *= 31;
-        c.dtype = dt;
-        c.head_dim = d;
-        c.seqlen_q = c.seqlen_q * 29;
-        c.seqlen_k = c.seqlen_k * 23;
-        c.name += std::string(dt == FLASHATTN_BFLOAT16 ? "_bf16" : "_fp16") + "_d" + std::to_string(d);
-        out.push_back({c});
-      }
-  const std::tuple<int, int, int, bool> shapes[] = {{1, 1, 64, false},      {17, 113, 128, true}, {113, 17, 256, false},
-                                                    {1023, 1023, 128, true}, {200, 333, 40, false}, {64, 1, 96, true},
-                                                    {1, 300, 128, false},   {257, 129, 256, true}, {1000, 3000, 64, true}};
-  for (auto [sq, sk, d, causal] : shapes) {
-    Case c;
-    c.name = "len" + std::to_string(sq) + "x" + std::to_string(sk) + "_d" + std::to_string(d) + (causal ? "_causal" : "");
-    c.dtype = FLASHATTN_BFLOAT16;
-    c.batch = 2;
-    c.nheads = 2;
-    c.seqlen_q = sq;
-    c.seqlen_k = sk;
-    c.head_dim = d;
-    c.causal = causal;
-    out.push_back({c});
-  }
-  return out;
+std::vector<KernelCase> sm90_cases() {
+  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128, 256},
+                      // Odd lengths and every bucket (smaller head dims round up to a bucket).
+                      {{1, 1, 64, false}, {17, 113, 128, true}, {113, 17, 256, false}, {1023, 1023, 128, true},
+                       {200, 333, 40, false}, {64, 1, 96, true}, {1, 300, 128, false}, {257, 129, 256, true},
+                       {1000, 3000, 64, true}});
 }
 
-int device_major() {
-  int device = 0, major = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  return major;
-}
-
-using Sm90Fwd = GpuTestWithParam<Sm90Case>;
+using Sm90Fwd = GpuTestWithParam<KernelCase>;
 
 TEST_P(Sm90Fwd, MatchesFp64Reference) {
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
@@ -69,17 +31,7 @@ TEST_P(Sm90Fwd, MatchesFp64Reference) {
   const std::vector<double> math = math_attention_lowp(p);
   const DeviceRun got = run_on_device(hp, Backend::kSm90);
   ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
-  const ErrorStats ours = compare(got.out, want.out), theirs = compare(math, want.out);
-  EXPECT_EQ(ours.nonfinite, 0) << "unwritten or NaN outputs";
-  EXPECT_LE(ours.max_abs, 2 * theirs.max_abs + 1e-3)
-      << "ours " << ours.max_abs << " vs standard attention in the same dtype " << theirs.max_abs;
-  for (size_t i = 0; i < want.lse.size(); ++i) {
-    if (std::isinf(want.lse[i])) {
-      ASSERT_EQ(got.lse[i], want.lse[i]) << "lse[" << i << "]";
-    } else {
-      ASSERT_NEAR(got.lse[i], want.lse[i], 1e-3 * std::max(1.0, std::fabs(want.lse[i]))) << "lse[" << i << "]";
-    }
-  }
+  expect_forward_matches(got, want, math);
 }
 
 INSTANTIATE_TEST_SUITE_P(Features, Sm90Fwd, ::testing::ValuesIn(sm90_cases()),

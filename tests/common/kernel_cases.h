@@ -1,0 +1,77 @@
+// The cases every kernel's GPU suite runs, and the forward check they share: the feature matrix at
+// kernel scale (lengths over several tiles, never a multiple of one) for each dtype and head dim,
+// then odd shapes; outputs within 2x the error of standard attention in the same dtype.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "common/cases.h"
+#include "common/runner.h"
+#include "reference/reference_cpu.h"
+
+namespace flashattn::test {
+
+struct KernelCase {
+  Case c;
+  friend void PrintTo(const KernelCase& k, std::ostream* os) { *os << k.c.name; }
+};
+
+struct OddShape {
+  int seqlen_q, seqlen_k, head_dim;
+  bool causal;
+};
+
+inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtypes, std::initializer_list<int> head_dims,
+                                            std::initializer_list<OddShape> odd_shapes) {
+  std::vector<KernelCase> out;
+  for (int32_t dt : dtypes)
+    for (int d : head_dims)
+      for (Case c : feature_cases()) {
+        c.dtype = dt;
+        c.head_dim = d;
+        c.seqlen_q = c.seqlen_q * 29;  // several tiles, not multiples of the tile
+        c.seqlen_k = c.seqlen_k * 23;
+        for (int& s : c.seqlens_q) s *= 37;
+        for (int& s : c.seqlens_k) s *= 31;
+        for (int& s : c.seqused_k) s *= 31;
+        c.name += std::string(dt == FLASHATTN_BFLOAT16 ? "_bf16" : "_fp16") + "_d" + std::to_string(d);
+        out.push_back({c});
+      }
+  for (const OddShape& s : odd_shapes) {
+    Case c;
+    c.name = "len" + std::to_string(s.seqlen_q) + "x" + std::to_string(s.seqlen_k) + "_d" + std::to_string(s.head_dim) +
+             (s.causal ? "_causal" : "");
+    c.dtype = FLASHATTN_BFLOAT16;
+    c.batch = 2;
+    c.nheads = 2;
+    c.seqlen_q = s.seqlen_q;
+    c.seqlen_k = s.seqlen_k;
+    c.head_dim = s.head_dim;
+    c.causal = s.causal;
+    out.push_back({c});
+  }
+  return out;
+}
+
+// out within 2x the error of standard attention in the same dtype (+1e-3) of the fp64 reference,
+// nothing unwritten; lse to 1e-3 relative, +inf exactly where a row sees no key.
+inline void expect_forward_matches(const DeviceRun& got, const ReferenceFwd& want, const std::vector<double>& math) {
+  const ErrorStats ours = compare(got.out, want.out), theirs = compare(math, want.out);
+  EXPECT_EQ(ours.nonfinite, 0) << "unwritten or NaN outputs";
+  EXPECT_LE(ours.max_abs, 2 * theirs.max_abs + 1e-3)
+      << "ours " << ours.max_abs << " vs standard attention in the same dtype " << theirs.max_abs;
+  for (size_t i = 0; i < want.lse.size(); ++i) {
+    if (std::isinf(want.lse[i])) {
+      ASSERT_EQ(got.lse[i], want.lse[i]) << "lse[" << i << "]";
+    } else {
+      ASSERT_NEAR(got.lse[i], want.lse[i], 1e-3 * std::max(1.0, std::fabs(want.lse[i]))) << "lse[" << i << "]";
+    }
+  }
+}
+
+}  // namespace flashattn::test
