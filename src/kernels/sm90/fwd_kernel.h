@@ -13,6 +13,7 @@
 
 #include "api/validate.h"
 #include "kernels/common/block_range.h"
+#include "kernels/common/dropout.h"
 #include "kernels/common/problem.h"
 #include "kernels/sm80/mask.h"
 #include "kernels/sm80/softmax.h"
@@ -172,22 +173,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     mask.apply(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     softmax.update(s_rc, acc_o_rc);
-    if constexpr (kDropout) {
-      // Values 4j..4j+3 of the accumulator are rows {r, r+8} x cols {c, c+1} of 8-column block j:
-      // one Philox call each (philox.h), the same mask as every other implementation.
-      CUTE_UNROLL
-      for (int j = 0; j < size(acc_s) / 4; ++j) {
-        const Uint4 bits = philox4x32_10(
-            dropout_counter(subsequence, m0 + get<0>(tScS(4 * j)), n0 + get<1>(tScS(4 * j))), uint32_t(rng.seed),
-            uint32_t(rng.seed >> 32));
-        CUTE_UNROLL
-        for (int v = 0; v < 4; ++v) {
-          const int w = dropout_word(get<0>(tScS(4 * j + v)), get<1>(tScS(4 * j + v)));
-          const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
-          if (word < p.dropout_threshold) acc_s(4 * j + v) = 0.f;
-        }
-      }
-    }
+    if constexpr (kDropout) apply_dropout(acc_s, tScS, m0, n0, subsequence, rng, p.dropout_threshold);
 
     // P (fp32 accumulator) -> the input dtype, in registers, as the A operand of O += P V.
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
