@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/cases.h"
+#include "common/math_attention.h"
 #include "common/runner.h"
 #include "reference/reference_cpu.h"
 
@@ -72,6 +73,20 @@ inline void expect_forward_matches(const DeviceRun& got, const ReferenceFwd& wan
       ASSERT_NEAR(got.lse[i], want.lse[i], 1e-3 * std::max(1.0, std::fabs(want.lse[i]))) << "lse[" << i << "]";
     }
   }
+}
+
+// One forward case on `backend` against the fp64 reference, on fresh random inputs.
+inline void check_forward_case(const Case& c, Backend backend) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  HostProblem hp(c, rng);
+  const Problem p = hp.problem();
+  const ReferenceFwd want = reference_fwd(p);
+  const std::vector<double> math = math_attention_lowp(p);
+  const DeviceRun got = run_on_device(hp, backend);
+  ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
+  expect_forward_matches(got, want, math);
 }
 
 }  // namespace flashattn::test

@@ -18,16 +18,7 @@ std::vector<KernelCase> fa2_cases() {
 using Fa2Fwd = GpuTestWithParam<KernelCase>;
 
 TEST_P(Fa2Fwd, MatchesFp64Reference) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  HostProblem hp(GetParam().c, rng);
-  const Problem p = hp.problem();
-  const ReferenceFwd want = reference_fwd(p);
-  const std::vector<double> math = math_attention_lowp(p);
-  const DeviceRun got = run_on_device(hp, Backend::kSm80);
-  ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
-  expect_forward_matches(got, want, math);
+  check_forward_case(GetParam().c, Backend::kSm80);
 }
 
 INSTANTIATE_TEST_SUITE_P(Features, Fa2Fwd, ::testing::ValuesIn(fa2_cases()),

@@ -22,16 +22,7 @@ using Sm90Fwd = GpuTestWithParam<KernelCase>;
 
 TEST_P(Sm90Fwd, MatchesFp64Reference) {
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  HostProblem hp(GetParam().c, rng);
-  const Problem p = hp.problem();
-  const ReferenceFwd want = reference_fwd(p);
-  const std::vector<double> math = math_attention_lowp(p);
-  const DeviceRun got = run_on_device(hp, Backend::kSm90);
-  ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
-  expect_forward_matches(got, want, math);
+  check_forward_case(GetParam().c, Backend::kSm90);
 }
 
 INSTANTIATE_TEST_SUITE_P(Features, Sm90Fwd, ::testing::ValuesIn(sm90_cases()),
