@@ -2,7 +2,7 @@
 // batch * seqlen = 16384, nheads * d = 2048) and writes the results JSON. The peers (torch SDPA
 // backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
-//                   [--headdims 64,128,256] [--reps N]
+//                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -37,6 +37,7 @@ struct Row {
 int main(int argc, char** argv) {
   std::string out_path = "bench.json", backend_name = "auto";
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
+  std::string passes = "both", causals = "both";
   int reps = 30;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
@@ -44,6 +45,12 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--seqlens")) seqlens = parse_list(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--headdims")) headdims = parse_list(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--pass")) passes = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--causal")) causals = argv[i + 1];
+    else {
+      std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
+      return 2;
+    }
   }
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -64,6 +71,7 @@ int main(int argc, char** argv) {
   for (int d : headdims)
     for (int causal = 0; causal < 2; ++causal)
       for (int s : seqlens) {
+        if (causals != "both" && causal != std::atoi(causals.c_str())) continue;
         const int batch = std::max(1, 16384 / s), h = 2048 / d;
         const size_t n = size_t(batch) * s * h * d;
         void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse;
@@ -98,6 +106,7 @@ int main(int argc, char** argv) {
         b.workspace_size = ws;
         const double flops = 4.0 * batch * h * double(s) * s * d / (causal ? 2 : 1);
         for (int pass = 0; pass < 2; ++pass) {
+          if (passes != "both" && passes != (pass ? "bwd" : "fwd")) continue;
           Row r{pass ? "bwd" : "fwd", "", d, batch, s, h, bool(causal)};
           auto call = [&] { return pass ? flashattn::bwd(b, nullptr) : flashattn::fwd(f, nullptr); };
           flashattn::Status st = call();
