@@ -25,9 +25,19 @@ struct OnlineSoftmax {
     }
   }
 
+  float correction[kRows];  // exp(m_old - m_new) of the last exponentiate(), for rescale()
+
   // scores (rows, cols) become unnormalized probabilities; acc_o (rows, d) is rescaled.
   template <typename Scores, typename AccO>
   __device__ void update(Scores& s, AccO& acc_o) {
+    exponentiate(s);
+    rescale(acc_o);
+  }
+
+  // The score half of update(): new row maxima, scores -> unnormalized probabilities, row sums.
+  // Leaves O alone, so it can run while a GEMM still accumulates into O.
+  template <typename Scores>
+  __device__ void exponentiate(Scores& s) {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float m = row_max[r];
@@ -38,11 +48,9 @@ struct OnlineSoftmax {
       m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
       // A row that has seen only masked keys keeps m = -inf; exponentiate against 0 so exp2 gives 0, not NaN.
       const float m_scaled = m == -INFINITY ? 0.f : m * scale_log2;
-      const float correction = exp2f(row_max[r] * scale_log2 - m_scaled);
+      correction[r] = exp2f(row_max[r] * scale_log2 - m_scaled);
       row_max[r] = m;
-      row_sum[r] *= correction;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(acc_o); ++c) acc_o(r, c) *= correction;
+      row_sum[r] *= correction[r];
       float sum = 0.f;
       CUTE_UNROLL
       for (int c = 0; c < size<1>(s); ++c) {
@@ -50,6 +58,16 @@ struct OnlineSoftmax {
         sum += s(r, c);
       }
       row_sum[r] += sum;
+    }
+  }
+
+  // The O half: O *= exp(m_old - m_new) per row, from the last exponentiate().
+  template <typename AccO>
+  __device__ void rescale(AccO& acc_o) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(acc_o); ++c) acc_o(r, c) *= correction[r];
     }
   }
 

@@ -2,8 +2,10 @@
 // loads Q once and K/V tiles through a kStages-deep shared-memory ring with TMA, completing on
 // mbarriers; warpgroups 1 and 2 (with the registers) run wgmma for S = Q K^T and O += P V, the
 // online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1; FlashAttention-3's producer /
-// consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants). First version: one CTA per (query block, head, batch), no intra-warpgroup overlap or
-// ping-pong yet.
+// consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants).
+// Inside a consumer warpgroup, S of the next key block runs under this block's softmax and P V
+// (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong).
+// Not yet: a persistent scheduler.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -151,47 +153,123 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
   const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
-  cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, 0);
-  cutlass::PipelineState<Traits::kStages> state;
-  for (int n = keys.end - 1; n >= keys.begin; --n) {
-    Tensor acc_s = partition_fragment_C(mma_s, Shape<Int<kBlockM>, Int<kBlockN>>{});
-    pipeline_k.consumer_wait(state);
+  using AccS = decltype(partition_fragment_C(mma_s, Shape<Int<kBlockM>, Int<kBlockN>>{}));
+  // S = Q K^T of the K stage `st`, issued and committed, not waited for.
+  auto issue_s = [&](AccS& acc_s, int st) {
     mma_s.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(acc_s);
     warpgroup_arrive();
     CUTE_UNROLL
     for (int k = 0; k < size<2>(tSrQ); ++k) {
-      cute::gemm(mma_s, tSrQ(_, _, k), tSrK(_, _, k, state.index()), acc_s);
+      cute::gemm(mma_s, tSrQ(_, _, k), tSrK(_, _, k, st), acc_s);
       mma_s.accumulate_ = GMMA::ScaleOut::One;
     }
     warpgroup_commit_batch();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(acc_s);
-    pipeline_k.consumer_release(state);
-
+  };
+  // Masks one S tile and exponentiates it (row stats; O untouched).
+  auto scores_to_probs = [&](AccS& acc_s, int n) {
     const int n0 = n * kBlockN;
     mask.apply(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
-    softmax.update(s_rc, acc_o_rc);
-    if constexpr (kDropout) apply_dropout(acc_s, tScS, m0, n0, subsequence, rng, p.dropout_threshold);
-
-    // P (fp32 accumulator) -> the input dtype, in registers, as the A operand of O += P V.
-    Tensor rP = cute::make_tensor<Element>(acc_s.layout());
+    softmax.exponentiate(s_rc);
+  };
+  // Drops elements of one probability tile (dropout), after the GEMMs in flight have retired.
+  auto drop = [&](AccS& acc_s, int n) {
+    apply_dropout(acc_s, tScS, m0, n * kBlockN, subsequence, rng, p.dropout_threshold);
+  };
+  // P in the input dtype, as the register A operand of O += P V; alive until that GEMM retires.
+  Tensor rP = cute::make_tensor<Element>(typename AccS::layout_type{});
+  Tensor tOrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
+  auto to_p = [&](AccS const& acc_s) {
     CUTE_UNROLL
     for (int i = 0; i < size(acc_s); ++i) rP(i) = Element(acc_s(i));
-    Tensor tOrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
-
-    pipeline_v.consumer_wait(state);
+  };
+  auto issue_o = [&](int st) {
     warpgroup_fence_operand(acc_o);
     warpgroup_fence_operand(tOrP);
     warpgroup_arrive();
     CUTE_UNROLL
-    for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_o, tOrP(_, _, k), tOrV(_, _, k, state.index()), acc_o);
+    for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_o, tOrP(_, _, k), tOrV(_, _, k, st), acc_o);
     warpgroup_commit_batch();
+  };
+
+  cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, 0);
+  cutlass::PipelineState<Traits::kStages> state;
+  if constexpr (!Traits::kOverlap) {
+    // One key block at a time (used where the overlap's second S accumulator does not fit).
+    for (int n = keys.end - 1; n >= keys.begin; --n) {
+      AccS acc_s;
+      pipeline_k.consumer_wait(state);
+      issue_s(acc_s, state.index());
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(acc_s);
+      pipeline_k.consumer_release(state);
+      scores_to_probs(acc_s, n);
+      softmax.rescale(acc_o_rc);
+      if constexpr (kDropout) drop(acc_s, n);
+      to_p(acc_s);
+      pipeline_v.consumer_wait(state);
+      issue_o(state.index());
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(acc_o);
+      pipeline_v.consumer_release(state);
+      ++state;
+    }
+  } else if (keys.end > keys.begin) {
+    // The first key block alone; then, per block, S of the next block is issued before the softmax
+    // of this one finishes and runs on the tensor cores under it and under O += P V of this block
+    // (FlashAttention-3's intra-warpgroup overlap). Key blocks run from the last (masked ones first).
+    // Ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and 2;
+    // 0 is __syncthreads), so one's softmax runs while the other's GEMMs hold the tensor cores. Both
+    // take the same number of turns; consumer 1 lets consumer 0 go first and skips its last pass, so
+    // every barrier ends complete.
+    const int consumer = warp_group - 1;
+    auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
+    auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (1 - consumer)); };
+    if (consumer == 1) turn_pass();
+    {
+      AccS acc_s;
+      pipeline_k.consumer_wait(state);
+      turn_wait();
+      issue_s(acc_s, state.index());
+      turn_pass();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(acc_s);
+      pipeline_k.consumer_release(state);
+      scores_to_probs(acc_s, keys.end - 1);  // O is still zero: no rescale needed
+      if constexpr (kDropout) drop(acc_s, keys.end - 1);
+      to_p(acc_s);
+    }
+    for (int n = keys.end - 2; n >= keys.begin; --n) {
+      cutlass::PipelineState<Traits::kStages> next = state;
+      ++next;
+      AccS acc_s;
+      pipeline_k.consumer_wait(next);
+      pipeline_v.consumer_wait(state);
+      turn_wait();
+      issue_s(acc_s, next.index());           // group 1: S of block n
+      issue_o(state.index());                 // group 2: O += P V of block n + 1
+      turn_pass();
+      warpgroup_wait<1>();                    // S done (groups retire in order)
+      warpgroup_fence_operand(acc_s);
+      pipeline_k.consumer_release(next);
+      scores_to_probs(acc_s, n);  // under the P V GEMM
+      warpgroup_wait<0>();                    // O += P V done: O and P are free again
+      warpgroup_fence_operand(acc_o);
+      warpgroup_fence_operand(tOrP);
+      pipeline_v.consumer_release(state);
+      softmax.rescale(acc_o_rc);
+      if constexpr (kDropout) drop(acc_s, n);
+      to_p(acc_s);
+      state = next;
+    }
+    pipeline_v.consumer_wait(state);
+    turn_wait();
+    issue_o(state.index());
+    if (consumer == 0) turn_pass();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_o);
     pipeline_v.consumer_release(state);
-    ++state;
   }
 
   float lse[kRows];

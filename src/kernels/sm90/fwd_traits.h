@@ -22,6 +22,9 @@ struct FwdTraits {
   static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
+  // S of the next key block overlaps this block's softmax and P V: a second S accumulator, which
+  // only fits the registers up to d = 128 (d = 256 spills with dropout, ptxas -v).
+  static constexpr bool kOverlap = kHeadDim <= 128;
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
   static_assert(kHeadDim % 64 == 0, "the 128-byte swizzle atom holds 64 elements of a row");
