@@ -11,6 +11,7 @@
 
 #include "api/validate.h"
 #include "kernels/common/block_range.h"
+#include "kernels/common/fast_exp2.h"
 #include "kernels/common/problem.h"
 #include "kernels/common/score.h"
 #include "kernels/sm80/bwd_traits.h"
@@ -232,7 +233,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
             }
             if (slope != 0.f) s -= slope * float(abs(row + diag - col));
           }
-          float prob = exp2f(s * scale_log2 - lse_log2[r]);
+          float prob = fast_exp2(s * scale_log2 - lse_log2[r]);
           if (need_mask) {
             const bool visible = col < si.seqlen_k && (p.window_left < 0 || col >= row + diag - p.window_left) &&
                                  (p.window_right < 0 || col <= row + diag + p.window_right);

@@ -1,11 +1,13 @@
 // Online softmax over key tiles (FlashAttention-2, Algorithm 1): a running max m and a running,
-// per-thread partial sum l per row; O is rescaled by exp(m_old - m_new) when the max grows and
-// divided by l once at the end. Scores arrive in "raw" units; exp2 with scale·log2(e) folded in.
+// per-thread partial sum l per row; O is rescaled by exp(m_old - m_new) when the max grows (and
+// only then, FlashAttention-3's trick) and divided by l once at the end. Scores arrive in "raw" units; exp2 with scale·log2(e) folded in.
 #pragma once
 
 #include <cute/tensor.hpp>
 
 #include <cmath>
+
+#include "kernels/common/fast_exp2.h"
 
 namespace flashattn::sm80 {
 
@@ -26,6 +28,7 @@ struct OnlineSoftmax {
   }
 
   float correction[kRows];  // exp(m_old - m_new) of the last exponentiate(), for rescale()
+  bool max_grew;            // whether the last exponentiate() raised any of this thread's row maxima
 
   // scores (rows, cols) become unnormalized probabilities; acc_o (rows, d) is rescaled.
   template <typename Scores, typename AccO>
@@ -38,6 +41,7 @@ struct OnlineSoftmax {
   // Leaves O alone, so it can run while a GEMM still accumulates into O.
   template <typename Scores>
   __device__ void exponentiate(Scores& s) {
+    max_grew = false;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float m = row_max[r];
@@ -48,22 +52,26 @@ struct OnlineSoftmax {
       m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
       // A row that has seen only masked keys keeps m = -inf; exponentiate against 0 so exp2 gives 0, not NaN.
       const float m_scaled = m == -INFINITY ? 0.f : m * scale_log2;
-      correction[r] = exp2f(row_max[r] * scale_log2 - m_scaled);
+      correction[r] = fast_exp2(row_max[r] * scale_log2 - m_scaled);
+      max_grew |= m != row_max[r];
       row_max[r] = m;
       row_sum[r] *= correction[r];
       float sum = 0.f;
       CUTE_UNROLL
       for (int c = 0; c < size<1>(s); ++c) {
-        s(r, c) = exp2f(s(r, c) * scale_log2 - m_scaled);
+        s(r, c) = fast_exp2(s(r, c) * scale_log2 - m_scaled);
         sum += s(r, c);
       }
       row_sum[r] += sum;
     }
   }
 
-  // The O half: O *= exp(m_old - m_new) per row, from the last exponentiate().
+  // The O half: O *= exp(m_old - m_new) per row, from the last exponentiate(). Skipped, as a
+  // warp-uniform branch, when no row of the warp saw its max grow: after the first key blocks that
+  // is the common case, and the correction would be 1 (up to the rounding of m * scale).
   template <typename AccO>
   __device__ void rescale(AccO& acc_o) {
+    if (!__any_sync(0xffffffffu, max_grew)) return;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       CUTE_UNROLL
