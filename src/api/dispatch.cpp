@@ -96,14 +96,15 @@ Status dispatch_fwd(const FwdCall& call, cudaStream_t stream) {
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(fwd_workspace_bytes(call)));
   if (call.backend == Backend::kReference) return reference_gpu_fwd(call, stream);
-  if (call.backend == Backend::kSm90) {
-    // Opt-in while the first Hopper version is being validated; AUTO keeps FlashAttention-2.
+  // Hopper: the sm90a forward where a kernel for the call is built, FlashAttention-2 for what it
+  // does not cover (AUTO); BACKEND_SM90 reports what it does not cover instead.
+  if ((call.backend == Backend::kSm90 || call.backend == Backend::kAuto) && device_major() == 9) {
     const KernelEntry<FwdCall>* best = nullptr;
     for (const KernelEntry<FwdCall>& k : kSm90Fwd)
       if (k.run && k.dtype == call.problem.dtype && k.head_dim >= call.problem.head_dim &&
           (!best || k.head_dim < best->head_dim))
         best = &k;
-    if (best && device_major() == 9) return best->run(call, stream);
+    if (best && (call.backend == Backend::kSm90 || sm90::fwd_unsupported(call).empty())) return best->run(call, stream);
   }
   if (const KernelEntry<FwdCall>* k = find_sm80(kSm80Fwd, call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "forward", call.backend);

@@ -28,7 +28,28 @@ TEST_P(Sm90Fwd, MatchesFp64Reference) {
 INSTANTIATE_TEST_SUITE_P(Features, Sm90Fwd, ::testing::ValuesIn(sm90_cases()),
                          [](const auto& info) { return info.param.c.name; });
 
-// Calls the first version cannot take are refused by name (AUTO never sends them there).
+// On Hopper, AUTO runs the sm90a kernel where it covers the call (the same bits as BACKEND_SM90,
+// not those of the FA2 kernel), and FlashAttention-2 where it does not (no keys at all).
+TEST(Sm90FwdScope, AutoPicksHopperAndFallsBack) {
+  FLASHATTN_REQUIRE_GPU();
+  if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
+  std::mt19937_64 rng(fresh_seed());
+  Case c;
+  c.dtype = FLASHATTN_BFLOAT16;
+  c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 300, c.nheads = 4, c.nheads_k = 2, c.head_dim = 128;
+  HostProblem hp(c, rng);
+  const DeviceRun autop = run_on_device(hp, Backend::kAuto), hopper = run_on_device(hp, Backend::kSm90),
+                  fa2 = run_on_device(hp, Backend::kSm80);
+  ASSERT_TRUE(autop.fwd_status.ok() && hopper.fwd_status.ok() && fa2.fwd_status.ok()) << autop.fwd_status.message;
+  EXPECT_EQ(autop.out_raw.bytes, hopper.out_raw.bytes) << "AUTO did not run the Hopper kernel";
+  EXPECT_NE(autop.out_raw.bytes, fa2.out_raw.bytes) << "AUTO ran the FA2 kernel";
+  c.seqlen_k = 0;
+  HostProblem empty(c, rng);
+  const DeviceRun fallback = run_on_device(empty, Backend::kAuto);
+  EXPECT_TRUE(fallback.fwd_status.ok()) << fallback.fwd_status.message;
+}
+
+// Calls the Hopper kernel cannot take are refused by name under BACKEND_SM90 (AUTO falls back).
 TEST(Sm90FwdScope, UncoveredCallsSayNotSupported) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
