@@ -11,15 +11,16 @@
 
 namespace flashattn::sm80 {
 
-// Query rows per block of the backward, for every head dim (tiles: bwd_launch.h).
-constexpr int kBwdBlockM = 64;
+// Query rows per block of the backward: 128 for head dims up to 64 (fewer, larger steps per key
+// block), 64 above (registers). Tiles: bwd_launch.h.
+constexpr int bwd_block_m(int head_dim_bucket) { return head_dim_bucket <= 64 ? 128 : 64; }
 
 // Caller-given workspace, carved into:
 //   dq_accum  float  dQ summed over key blocks (fp32 atomics), zeroed per call. One kBlockM x head-dim
 //             block per (query block, head); inside a block, value i of thread t of the dQ MMA
 //             fragment sits at i * kThreads + t, so each warp's atomic add covers 128 contiguous
 //             bytes. Blocks of sequence b start at padded row dq_accum_row0 (varlen: every sequence
-//             gets up to kBlockM rows of padding, so blocks never overlap).
+//             gets up to block_m rows of padding, so blocks never overlap).
 //   dsum      float [nheads x rows]  D = rowsum(dO * O) (FA2, Alg. 2), indexed like softmax_lse
 //   semaphore int [batch x nheads x m_blocks]  deterministic mode: key blocks done per query block
 struct BwdWorkspace {
@@ -27,14 +28,16 @@ struct BwdWorkspace {
   size_t dq_accum_bytes = 0, semaphore_bytes = 0, bytes = 0;
   int64_t rows_per_head = 0;  // padded rows of dq_accum per head
   int m_blocks = 0;           // query blocks of the longest sequence
+  int block_m = 0;            // query rows per block
 };
 
 inline BwdWorkspace bwd_workspace(const Problem& p, int head_dim_bucket, bool deterministic) {
   auto align = [](size_t x) { return (x + 255) / 256 * 256; };
   const size_t rows = p.varlen ? size_t(p.total_q) : size_t(p.batch) * size_t(p.seqlen_q);
   BwdWorkspace w;
-  w.m_blocks = (p.seqlen_q + kBwdBlockM - 1) / kBwdBlockM;
-  w.rows_per_head = p.varlen ? p.total_q + int64_t(p.batch) * kBwdBlockM : int64_t(p.batch) * w.m_blocks * kBwdBlockM;
+  w.block_m = bwd_block_m(head_dim_bucket);
+  w.m_blocks = (p.seqlen_q + w.block_m - 1) / w.block_m;
+  w.rows_per_head = p.varlen ? p.total_q + int64_t(p.batch) * w.block_m : int64_t(p.batch) * w.m_blocks * w.block_m;
   w.dq_accum_bytes = size_t(w.rows_per_head) * size_t(p.nheads) * size_t(head_dim_bucket) * sizeof(float);
   w.dsum = align(w.dq_accum_bytes);
   w.semaphore = w.dsum + align(rows * size_t(p.nheads) * sizeof(float));
@@ -46,8 +49,8 @@ inline BwdWorkspace bwd_workspace(const Problem& p, int head_dim_bucket, bool de
 // Float offset of the dq_accum block of (sequence b, head h, query block m_block).
 FA_HOST_DEVICE int64_t dq_accum_block(const Problem& p, const BwdWorkspace& w, int b, int64_t q_row0, int h,
                                       int m_block, int head_dim_bucket) {
-  const int64_t row0 = p.varlen ? q_row0 + int64_t(b) * kBwdBlockM : int64_t(b) * w.m_blocks * kBwdBlockM;
-  return (int64_t(h) * w.rows_per_head + row0 + int64_t(m_block) * kBwdBlockM) * head_dim_bucket;
+  const int64_t row0 = p.varlen ? q_row0 + int64_t(b) * w.block_m : int64_t(b) * w.m_blocks * w.block_m;
+  return (int64_t(h) * w.rows_per_head + row0 + int64_t(m_block) * w.block_m) * head_dim_bucket;
 }
 
 // kDtype is FLASHATTN_FLOAT16 or FLASHATTN_BFLOAT16; kHeadDim the bucket (head_dim <= kHeadDim).

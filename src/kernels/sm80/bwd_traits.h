@@ -22,7 +22,7 @@ template <typename Element_, int kHeadDim_, int kBlockN_, int kWarpsMSdP_, int k
 struct BwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kBlockM = kBwdBlockM;
+  static constexpr int kBlockM = bwd_block_m(kHeadDim_);
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kNWarps = 8;
   static constexpr int kThreads = kNWarps * 32;

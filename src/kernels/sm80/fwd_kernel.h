@@ -94,11 +94,9 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   Tensor acc_o_rc = cute::make_tensor(acc_o.data(), rowcol(acc_o.layout()));
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
-  constexpr bool transform = kTransform;
-  TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, transform,
-                p.scale, p.softcap, alibi_slope(p, b, h)};
+  TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, p.scale, p.softcap, alibi_slope(p, b, h)};
   // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
-  OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (transform ? 1.f : p.scale));
+  OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
   const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
   const int rows_q = si.seqlen_q - m0;
@@ -120,7 +118,7 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
 
     gemm_smem(mma, acc_s, tSrQ, tSrK, tSsQ, tSsK, smem_copy_q, smem_copy_k, tSrQ_view, tSrK_view);
     const int n0 = n * kBlockN;
-    mask.apply(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
+    mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
 
     cp_async_wait<0>();
     __syncthreads();  // V[n] landed; every warp is done with K[n]

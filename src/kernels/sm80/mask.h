@@ -14,7 +14,6 @@ using namespace cute;
 struct TileMask {
   int seqlen_q, seqlen_k;
   int window_left, window_right;  // -1 = unbounded
-  bool transform;                 // softcap or ALiBi: the tile becomes natural-unit scores
   float scale, softcap, slope;
 
   // Whether any pair of the tile [m0, m0+bm) x [n0, n0+bn) is hidden.
@@ -25,13 +24,18 @@ struct TileMask {
            (window_left >= 0 && n0 < m_last + diag - window_left);
   }
 
-  template <typename Acc, typename Coord>
+  // kTransform (softcap or ALiBi) turns the tile into natural-unit scores. Without it the mask is
+  // one branch around its own loop, so a tile that needs none runs straight-line code (a test per
+  // element, each a branch, cost the Hopper forward a fifth of its issue slots). With it the mask
+  // stays inside the transform's loop (two loops kept more values alive and spilled).
+  template <bool kTransform, typename Acc, typename Coord>
   __device__ void apply(Acc& acc, Coord const& coord, int m0, int n0, bool need_mask) const {
+    if (!kTransform && !need_mask) return;
     const int diag = seqlen_k - seqlen_q;
     CUTE_UNROLL
     for (int i = 0; i < size(acc); ++i) {
       const int row = m0 + get<0>(coord(i)), col = n0 + get<1>(coord(i));
-      if (transform) acc(i) = score<float>(acc(i), scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+      if constexpr (kTransform) acc(i) = score<float>(acc(i), scale, softcap, slope, row, col, seqlen_q, seqlen_k);
       if (need_mask) {
         const bool visible = col < seqlen_k && (window_left < 0 || col >= row + diag - window_left) &&
                              (window_right < 0 || col <= row + diag + window_right);

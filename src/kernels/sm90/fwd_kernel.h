@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
   const int m0 = m_block * kBlockM;
-  sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, kTransform, p.scale, p.softcap,
+  sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, p.scale, p.softcap,
                       alibi_slope(p, b, h)};
   // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
   sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // Masks one S tile and exponentiates it (row stats; O untouched).
   auto scores_to_probs = [&](AccS& acc_s, int n) {
     const int n0 = n * kBlockN;
-    mask.apply(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
+    mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     softmax.exponentiate(s_rc);
   };
