@@ -70,6 +70,7 @@ struct FwdTraits {
     alignas(8) uint64_t barrier_q;
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
 
 }  // namespace flashattn::sm90
