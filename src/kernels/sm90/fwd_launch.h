@@ -17,7 +17,7 @@ namespace flashattn::sm90 {
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E> struct FwdTile<E, 64> { using type = FwdTraits<E, 64, 128, 3>; };
-template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 2>; };
+template <typename E> struct FwdTile<E, 128> { using type = FwdTraits<E, 128, 128, 3>; };
 template <typename E> struct FwdTile<E, 256> { using type = FwdTraits<E, 256, 64, 2>; };
 
 template <int kDtype, int kHeadDim>
