@@ -18,8 +18,11 @@ import sys
 import time
 
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5}
-# The kernel AUTO picks today on sm80+ (the Hopper forward is opt-in: --backend sm90).
-KERNEL = "sm80"
+
+def auto_kernel(ps, major):
+    """The kernel AUTO runs for a pass on a device of compute capability `major` (sm90a forward on Hopper)."""
+    return "sm90" if ps == "fwd" and major == 9 else "sm80"
+
 PEERS = {"torch-fa2": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "mem-eff": "EFFICIENT_ATTENTION", "math": "MATH"}
 
 
@@ -124,7 +127,7 @@ def run_point(args, d, causal, s, passes, peers):
 
     for impl, fn, inputs, grad in impls:
         for ps in passes:
-            kernel = KERNEL if args.backend == "auto" else args.backend
+            kernel = auto_kernel(ps, torch.cuda.get_device_capability()[0]) if args.backend == "auto" else args.backend
             row = dict(impl=impl, **({"kernel": kernel} if impl == "flashattn" else {}), **{"pass": ps}, **base)
             try:
                 if ps == "fwd":
