@@ -22,7 +22,9 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
   extern __shared__ char smem[];
   const Problem& p = call.problem;
-  const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z, tid = threadIdx.x;
+  // Query blocks from the last: under causal masking they see the most keys, and launching the
+  // longest blocks first shortens the tail of the grid.
+  const int m_block = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, tid = threadIdx.x;
 
   const PhiloxState rng = philox_state(p);
   if (call.rng_state && m_block == 0 && b == 0 && h == 0 && tid == 0) {

@@ -61,7 +61,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   const FwdCall& call = params.call;
   const Problem& p = call.problem;
-  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  // Query blocks from the last: under causal masking they see the most keys, and launching the
+  // longest blocks first shortens the tail of the grid.
+  const int m_block = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const PhiloxState rng = philox_state(p);
   if (kDropout && call.rng_state && m_block == 0 && h == 0 && b == 0 && threadIdx.x == 0) {
     call.rng_state[0] = rng.seed;
