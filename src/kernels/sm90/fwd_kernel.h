@@ -8,9 +8,10 @@
 // Not yet: a persistent scheduler.
 #pragma once
 
-#include <cute/tensor.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
+
+#include <cute/tensor.hpp>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
 
 #include "api/validate.h"
@@ -28,6 +29,8 @@ struct FwdKernelParams {
   FwdCall call;
   typename Traits::TmaQ tma_q;
   typename Traits::TmaKV tma_k, tma_v;
+  int m_blocks;   // query blocks of the longest sequence
+  int num_tiles;  // m_blocks x heads x batch
 };
 
 // The wgmma accumulator of a thread is ((2 cols, 2 rows, N/8), MMA_M, MMA_N); as (rows, cols):
@@ -61,20 +64,34 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   const FwdCall& call = params.call;
   const Problem& p = call.problem;
-  // Query blocks from the last: under causal masking they see the most keys, and launching the
-  // longest blocks first shortens the tail of the grid.
-  const int m_block = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const PhiloxState rng = philox_state(p);
-  if (kDropout && call.rng_state && m_block == 0 && h == 0 && b == 0 && threadIdx.x == 0) {
+  if (kDropout && call.rng_state && blockIdx.x == 0 && threadIdx.x == 0) {
     call.rng_state[0] = rng.seed;
     call.rng_state[1] = rng.offset;
   }
-  const int hk = h / (p.nheads / p.nheads_k);
   const int warp_group = threadIdx.x / 128, thread_in_group = threadIdx.x % 128;
   const int warp_in_group = thread_in_group / 32;
-  const SeqInfo si = seq_info(p, b);
-  if (m_block * kBlockM >= si.seqlen_q) return;  // varlen: a shorter sequence (every thread leaves)
-  const BlockRange keys = key_blocks_of(p, m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
+
+  // Persistent: a CTA per SM walks tiles (query block, head, batch) with a stride of the grid. Tile
+  // order: query blocks of one head together (their K/V stay in L2), from the last (under causal
+  // masking the longest first, which shortens the tail). The producer runs ahead into the next
+  // tile's K/V while the consumers finish this one, and loads its Q as soon as they release sQ.
+  struct Tile {
+    int m_block, h, b;
+    SeqInfo si;
+    BlockRange keys;
+  };
+  auto tile_at = [&](int t) {
+    Tile tile;
+    tile.m_block = params.m_blocks - 1 - t % params.m_blocks;
+    tile.h = (t / params.m_blocks) % p.nheads;
+    tile.b = t / params.m_blocks / p.nheads;
+    tile.si = seq_info(p, tile.b);
+    tile.keys = key_blocks_of(p, tile.m_block, kBlockM, kBlockN, tile.si.seqlen_q, tile.si.seqlen_k);
+    return tile;
+  };
+  // varlen: query blocks past a shorter sequence's end are skipped by every role alike.
+  auto tile_exists = [&](const Tile& tile) { return tile.m_block * kBlockM < tile.si.seqlen_q; };
 
   Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
   Tensor sK = cute::make_tensor(make_smem_ptr(shared.k.begin()), typename Traits::SmemLayoutK{});
@@ -90,6 +107,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Pipeline pipeline_v(shared.pipeline_v, pipe_params, Shape<_1, _1, _1>{});
   if (threadIdx.x == 0) {
     cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q, 1);
+    cutlass::arch::ClusterBarrier::init(&shared.barrier_q_free, Traits::kConsumerThreads);
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();  // barriers initialized before anyone waits on them
@@ -99,33 +117,52 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     cutlass::arch::warpgroup_reg_dealloc<24>();
     if (warp_in_group == 0 && cute::elect_one_sync()) {
       // The TMA views are (rows, d, heads, batch); varlen packs every sequence into one batch entry
-      // and starts this one at its first row (rows past its end are masked or never stored).
-      const int32_t d = p.head_dim, batches = p.varlen ? 1 : p.batch, bb = p.varlen ? 0 : b;
+      // and starts each at its first row (rows past its end are masked or never stored).
+      const int32_t d = p.head_dim, batches = p.varlen ? 1 : p.batch;
       const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
       const int32_t rows_k = p.varlen ? int32_t(p.total_k) : p.seqlen_k;
       Tensor mQ = params.tma_q.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
       Tensor mK = params.tma_k.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
       Tensor mV = params.tma_v.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
-      Tensor mQ_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mQ(_, _, h, bb));
-      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, bb));
-      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, bb));
-      Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m_block, _0{}));
-      Tensor gK = local_tile(mK_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
-      Tensor gV = local_tile(mV_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
-      auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-      auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
-      auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
-
-      cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kTmaBytesQ);
-      copy(params.tma_q.with(shared.barrier_q), tQgQ, tQsQ);
       auto state = cutlass::make_producer_start_state<Pipeline>();
-      // Key blocks from the last: the ones that need masking (sequence end, diagonal) come first.
-      for (int n = keys.end - 1; n >= keys.begin; --n) {
-        pipeline_k.producer_acquire(state);
-        copy(params.tma_k.with(*pipeline_k.producer_get_barrier(state)), tKgK(_, n), tKsK(_, state.index()));
-        pipeline_v.producer_acquire(state);
-        copy(params.tma_v.with(*pipeline_v.producer_get_barrier(state)), tVgV(_, n), tVsV(_, state.index()));
-        ++state;
+      int q_loads = 0;
+      for (int t = blockIdx.x; t < params.num_tiles; t += gridDim.x) {
+        const Tile tile = tile_at(t);
+        if (!tile_exists(tile)) continue;
+        const int hk = tile.h / (p.nheads / p.nheads_k), bb = p.varlen ? 0 : tile.b;
+        Tensor mQ_seq = domain_offset(make_coord(int32_t(tile.si.q_row0), _0{}), mQ(_, _, tile.h, bb));
+        Tensor mK_seq = domain_offset(make_coord(int32_t(tile.si.k_row0), _0{}), mK(_, _, hk, bb));
+        Tensor mV_seq = domain_offset(make_coord(int32_t(tile.si.k_row0), _0{}), mV(_, _, hk, bb));
+        Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(tile.m_block, _0{}));
+        Tensor gK = local_tile(mK_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+        Tensor gV = local_tile(mV_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+        auto [tQgQ, tQsQ] =
+            tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+        auto [tKgK, tKsK] =
+            tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+        auto [tVgV, tVsV] =
+            tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+        // Key blocks from the last: the ones that need masking (sequence end, diagonal) come first.
+        // The first K block goes ahead of Q: it only needs a free stage, Q needs the consumers to
+        // be done with the last tile's Q.
+        const int n_first = tile.keys.end - 1;
+        if (n_first >= tile.keys.begin) {
+          pipeline_k.producer_acquire(state);
+          copy(params.tma_k.with(*pipeline_k.producer_get_barrier(state)), tKgK(_, n_first), tKsK(_, state.index()));
+        }
+        if (q_loads > 0) cutlass::arch::ClusterBarrier::wait(&shared.barrier_q_free, (q_loads - 1) & 1);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kTmaBytesQ);
+        copy(params.tma_q.with(shared.barrier_q), tQgQ, tQsQ);
+        ++q_loads;
+        for (int n = n_first; n >= tile.keys.begin; --n) {
+          if (n != n_first) {
+            pipeline_k.producer_acquire(state);
+            copy(params.tma_k.with(*pipeline_k.producer_get_barrier(state)), tKgK(_, n), tKsK(_, state.index()));
+          }
+          pipeline_v.producer_acquire(state);
+          copy(params.tma_v.with(*pipeline_v.producer_get_barrier(state)), tVgV(_, n), tVsV(_, state.index()));
+          ++state;
+        }
       }
     }
     return;
@@ -142,155 +179,172 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tSrK = thr_s.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stages)
   Tensor tOrV = thr_o.partition_fragment_B(sVt);
   Tensor acc_o = partition_fragment_C(mma_o, Shape<Int<kBlockM>, Int<kHeadDim>>{});
-  clear(acc_o);
   Tensor tScS = thr_s.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
   Tensor tOcO = thr_o.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
   Tensor acc_o_rc = cute::make_tensor(acc_o.data(), rowcol(acc_o.layout()));
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
-  const int m0 = m_block * kBlockM;
-  sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, p.scale, p.softcap,
-                      alibi_slope(p, b, h)};
-  // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
-  sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
-  const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
-
   using AccS = decltype(partition_fragment_C(mma_s, Shape<Int<kBlockM>, Int<kBlockN>>{}));
-  // S = Q K^T of the K stage `st`, issued and committed, not waited for.
-  auto issue_s = [&](AccS& acc_s, int st) {
-    mma_s.accumulate_ = GMMA::ScaleOut::Zero;
-    warpgroup_fence_operand(acc_s);
-    warpgroup_arrive();
-    CUTE_UNROLL
-    for (int k = 0; k < size<2>(tSrQ); ++k) {
-      cute::gemm(mma_s, tSrQ(_, _, k), tSrK(_, _, k, st), acc_s);
-      mma_s.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
-  };
-  // Masks one S tile and exponentiates it (row stats; O untouched).
-  auto scores_to_probs = [&](AccS& acc_s, int n) {
-    const int n0 = n * kBlockN;
-    mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
-    Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
-    softmax.exponentiate(s_rc);
-  };
-  // Drops elements of one probability tile (dropout), after the GEMMs in flight have retired.
-  auto drop = [&](AccS& acc_s, int n) {
-    apply_dropout(acc_s, tScS, m0, n * kBlockN, subsequence, rng, p.dropout_threshold);
-  };
   // P in the input dtype, as the register A operand of O += P V; alive until that GEMM retires.
   Tensor rP = cute::make_tensor<Element>(typename AccS::layout_type{});
   Tensor tOrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
-  auto to_p = [&](AccS const& acc_s) {
-    CUTE_UNROLL
-    for (int i = 0; i < size(acc_s); ++i) rP(i) = Element(acc_s(i));
-  };
-  auto issue_o = [&](int st) {
-    warpgroup_fence_operand(acc_o);
-    warpgroup_fence_operand(tOrP);
-    warpgroup_arrive();
-    CUTE_UNROLL
-    for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_o, tOrP(_, _, k), tOrV(_, _, k, st), acc_o);
-    warpgroup_commit_batch();
-  };
-
-  cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, 0);
   cutlass::PipelineState<Traits::kStages> state;
-  if constexpr (!Traits::kOverlap) {
-    // One key block at a time (used where the overlap's second S accumulator does not fit).
-    for (int n = keys.end - 1; n >= keys.begin; --n) {
-      AccS acc_s;
-      pipeline_k.consumer_wait(state);
-      issue_s(acc_s, state.index());
-      warpgroup_wait<0>();
+  int q_loads = 0;
+  // Each consumer thread arrives once per tile, when its last S = Q K^T has retired.
+  auto release_q = [&] { cutlass::arch::ClusterBarrier::arrive(&shared.barrier_q_free); };
+
+  for (int t = blockIdx.x; t < params.num_tiles; t += gridDim.x) {
+    const Tile tile = tile_at(t);
+    if (!tile_exists(tile)) continue;
+    const int m_block = tile.m_block, h = tile.h, b = tile.b;
+    const SeqInfo& si = tile.si;
+    const BlockRange& keys = tile.keys;
+    clear(acc_o);
+    const int m0 = m_block * kBlockM;
+    sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left,       p.window_right,
+                        p.scale,     p.softcap,   alibi_slope(p, b, h)};
+    // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
+    sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
+    const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
+
+    // S = Q K^T of the K stage `st`, issued and committed, not waited for.
+    auto issue_s = [&](AccS& acc_s, int st) {
+      mma_s.accumulate_ = GMMA::ScaleOut::Zero;
       warpgroup_fence_operand(acc_s);
-      pipeline_k.consumer_release(state);
-      scores_to_probs(acc_s, n);
-      softmax.rescale(acc_o_rc);
-      if constexpr (kDropout) drop(acc_s, n);
-      to_p(acc_s);
+      warpgroup_arrive();
+      CUTE_UNROLL
+      for (int k = 0; k < size<2>(tSrQ); ++k) {
+        cute::gemm(mma_s, tSrQ(_, _, k), tSrK(_, _, k, st), acc_s);
+        mma_s.accumulate_ = GMMA::ScaleOut::One;
+      }
+      warpgroup_commit_batch();
+    };
+    // Masks one S tile and exponentiates it (row stats; O untouched).
+    auto scores_to_probs = [&](AccS& acc_s, int n) {
+      const int n0 = n * kBlockN;
+      mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
+      Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
+      softmax.exponentiate(s_rc);
+    };
+    // Drops elements of one probability tile (dropout), after the GEMMs in flight have retired.
+    auto drop = [&](AccS& acc_s, int n) {
+      apply_dropout(acc_s, tScS, m0, n * kBlockN, subsequence, rng, p.dropout_threshold);
+    };
+    auto to_p = [&](AccS const& acc_s) {
+      CUTE_UNROLL
+      for (int i = 0; i < size(acc_s); ++i) rP(i) = Element(acc_s(i));
+    };
+    auto issue_o = [&](int st) {
+      warpgroup_fence_operand(acc_o);
+      warpgroup_fence_operand(tOrP);
+      warpgroup_arrive();
+      CUTE_UNROLL
+      for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_o, tOrP(_, _, k), tOrV(_, _, k, st), acc_o);
+      warpgroup_commit_batch();
+    };
+
+    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, q_loads & 1);
+    ++q_loads;
+    if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
+    if constexpr (!Traits::kOverlap) {
+      // One key block at a time (used where the overlap's second S accumulator does not fit).
+      for (int n = keys.end - 1; n >= keys.begin; --n) {
+        AccS acc_s;
+        pipeline_k.consumer_wait(state);
+        issue_s(acc_s, state.index());
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(acc_s);
+        pipeline_k.consumer_release(state);
+        if (n == keys.begin) release_q();
+        scores_to_probs(acc_s, n);
+        softmax.rescale(acc_o_rc);
+        if constexpr (kDropout) drop(acc_s, n);
+        to_p(acc_s);
+        pipeline_v.consumer_wait(state);
+        issue_o(state.index());
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(acc_o);
+        pipeline_v.consumer_release(state);
+        ++state;
+      }
+    } else if (keys.end > keys.begin) {
+      // The first key block alone; then, per block, S of the next block is issued before the softmax
+      // of this one finishes and runs on the tensor cores under it and under O += P V of this block
+      // (FlashAttention-3's intra-warpgroup overlap). Key blocks run from the last (masked ones first).
+      // Ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and 2;
+      // 0 is __syncthreads), so one's softmax runs while the other's GEMMs hold the tensor cores. Both
+      // take the same number of turns; consumer 1 lets consumer 0 go first and skips its last pass, so
+      // every barrier ends complete.
+      const int consumer = warp_group - 1;
+      auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
+      auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (1 - consumer)); };
+      if (consumer == 1) turn_pass();
+      {
+        AccS acc_s;
+        pipeline_k.consumer_wait(state);
+        turn_wait();
+        issue_s(acc_s, state.index());
+        turn_pass();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(acc_s);
+        pipeline_k.consumer_release(state);
+        if (keys.end - 1 == keys.begin) release_q();
+        scores_to_probs(acc_s, keys.end - 1);  // O is still zero: no rescale needed
+        if constexpr (kDropout) drop(acc_s, keys.end - 1);
+        to_p(acc_s);
+      }
+      for (int n = keys.end - 2; n >= keys.begin; --n) {
+        cutlass::PipelineState<Traits::kStages> next = state;
+        ++next;
+        AccS acc_s;
+        pipeline_k.consumer_wait(next);
+        pipeline_v.consumer_wait(state);
+        turn_wait();
+        issue_s(acc_s, next.index());  // group 1: S of block n
+        issue_o(state.index());        // group 2: O += P V of block n + 1
+        turn_pass();
+        warpgroup_wait<1>();  // S done (groups retire in order)
+        warpgroup_fence_operand(acc_s);
+        pipeline_k.consumer_release(next);
+        if (n == keys.begin) release_q();
+        scores_to_probs(acc_s, n);  // under the P V GEMM
+        warpgroup_wait<0>();        // O += P V done: O and P are free again
+        warpgroup_fence_operand(acc_o);
+        warpgroup_fence_operand(tOrP);
+        pipeline_v.consumer_release(state);
+        softmax.rescale(acc_o_rc);
+        if constexpr (kDropout) drop(acc_s, n);
+        to_p(acc_s);
+        state = next;
+      }
       pipeline_v.consumer_wait(state);
+      turn_wait();
       issue_o(state.index());
+      if (consumer == 0) turn_pass();
       warpgroup_wait<0>();
       warpgroup_fence_operand(acc_o);
       pipeline_v.consumer_release(state);
       ++state;
     }
-  } else if (keys.end > keys.begin) {
-    // The first key block alone; then, per block, S of the next block is issued before the softmax
-    // of this one finishes and runs on the tensor cores under it and under O += P V of this block
-    // (FlashAttention-3's intra-warpgroup overlap). Key blocks run from the last (masked ones first).
-    // Ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and 2;
-    // 0 is __syncthreads), so one's softmax runs while the other's GEMMs hold the tensor cores. Both
-    // take the same number of turns; consumer 1 lets consumer 0 go first and skips its last pass, so
-    // every barrier ends complete.
-    const int consumer = warp_group - 1;
-    auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
-    auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (1 - consumer)); };
-    if (consumer == 1) turn_pass();
-    {
-      AccS acc_s;
-      pipeline_k.consumer_wait(state);
-      turn_wait();
-      issue_s(acc_s, state.index());
-      turn_pass();
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(acc_s);
-      pipeline_k.consumer_release(state);
-      scores_to_probs(acc_s, keys.end - 1);  // O is still zero: no rescale needed
-      if constexpr (kDropout) drop(acc_s, keys.end - 1);
-      to_p(acc_s);
-    }
-    for (int n = keys.end - 2; n >= keys.begin; --n) {
-      cutlass::PipelineState<Traits::kStages> next = state;
-      ++next;
-      AccS acc_s;
-      pipeline_k.consumer_wait(next);
-      pipeline_v.consumer_wait(state);
-      turn_wait();
-      issue_s(acc_s, next.index());           // group 1: S of block n
-      issue_o(state.index());                 // group 2: O += P V of block n + 1
-      turn_pass();
-      warpgroup_wait<1>();                    // S done (groups retire in order)
-      warpgroup_fence_operand(acc_s);
-      pipeline_k.consumer_release(next);
-      scores_to_probs(acc_s, n);  // under the P V GEMM
-      warpgroup_wait<0>();                    // O += P V done: O and P are free again
-      warpgroup_fence_operand(acc_o);
-      warpgroup_fence_operand(tOrP);
-      pipeline_v.consumer_release(state);
-      softmax.rescale(acc_o_rc);
-      if constexpr (kDropout) drop(acc_s, n);
-      to_p(acc_s);
-      state = next;
-    }
-    pipeline_v.consumer_wait(state);
-    turn_wait();
-    issue_o(state.index());
-    if (consumer == 0) turn_pass();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(acc_o);
-    pipeline_v.consumer_release(state);
-  }
 
-  float lse[kRows];
-  softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
+    float lse[kRows];
+    softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
-  // Epilogue: out and lse, straight from registers (rows of the sequence, columns < head_dim).
-  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
-  Tensor tOcO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-  CUTE_UNROLL
-  for (int r = 0; r < kRows; ++r) {
-    const int row = m0 + get<0>(tOcO_rc(r, 0));
-    if (row >= si.seqlen_q) continue;
+    // Epilogue: out and lse, straight from registers (rows of the sequence, columns < head_dim).
+    Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
+    Tensor tOcO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
     CUTE_UNROLL
-    for (int c = 0; c < size<1>(acc_o_rc); ++c) {
-      const int col = get<1>(tOcO_rc(r, c));
-      if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
+    for (int r = 0; r < kRows; ++r) {
+      const int row = m0 + get<0>(tOcO_rc(r, 0));
+      if (row >= si.seqlen_q) continue;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(acc_o_rc); ++c) {
+        const int col = get<1>(tOcO_rc(r, c));
+        if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
+      }
+      if (tid % 4 == 0) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
     }
-    if (tid % 4 == 0) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
-  }
+  }  // tiles
 #endif
 }
 

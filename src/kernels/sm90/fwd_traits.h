@@ -67,7 +67,8 @@ struct FwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutV>> v;
     typename Pipeline::SharedStorage pipeline_k, pipeline_v;
-    alignas(8) uint64_t barrier_q;
+    alignas(8) uint64_t barrier_q;       // Q landed (TMA transaction count)
+    alignas(8) uint64_t barrier_q_free;  // the consumers are done reading Q
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
