@@ -75,7 +75,9 @@ void check_layouts() {
 }
 
 TEST(Sm90Layouts, Bf16HeadDim64) { check_layouts<FwdTraits<cutlass::bfloat16_t, 64, 128, 3>>(); }
-TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTraits<cutlass::bfloat16_t, 128, 128, 2>>(); }
+TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTraits<cutlass::half_t, 96, 128, 3>>(); }
+TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTraits<cutlass::bfloat16_t, 128, 128, 3>>(); }
+TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTraits<cutlass::bfloat16_t, 192, 64, 3>>(); }
 TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTraits<cutlass::half_t, 256, 64, 2>>(); }
 
 }  // namespace

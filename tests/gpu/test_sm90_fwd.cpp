@@ -11,7 +11,7 @@ namespace flashattn::test {
 namespace {
 
 std::vector<KernelCase> sm90_cases() {
-  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128, 256},
+  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 96, 128, 192, 256},
                       // Odd lengths and every bucket (smaller head dims round up to a bucket).
                       {{1, 1, 64, false}, {17, 113, 128, true}, {113, 17, 256, false}, {1023, 1023, 128, true},
                        {200, 333, 40, false}, {64, 1, 96, true}, {1, 300, 128, false}, {257, 129, 256, true},

@@ -22,8 +22,16 @@ struct FwdTile<E, 64> {
   using type = FwdTraits<E, 64, 128, 3>;
 };
 template <typename E>
+struct FwdTile<E, 96> {
+  using type = FwdTraits<E, 96, 128, 3>;
+};
+template <typename E>
 struct FwdTile<E, 128> {
   using type = FwdTraits<E, 128, 128, 3>;
+};
+template <typename E>
+struct FwdTile<E, 192> {
+  using type = FwdTraits<E, 192, 64, 3>;
 };
 template <typename E>
 struct FwdTile<E, 256> {

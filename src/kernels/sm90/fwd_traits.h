@@ -9,6 +9,7 @@
 #include <cutlass/pipeline/sm90_pipeline.hpp>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace flashattn::sm90 {
 
@@ -27,7 +28,7 @@ struct FwdTraits {
   static constexpr bool kOverlap = kHeadDim <= 128;
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
-  static_assert(kHeadDim % 64 == 0, "the 128-byte swizzle atom holds 64 elements of a row");
+  static_assert(kHeadDim % 32 == 0, "rows of whole 64-byte swizzle atoms (32 elements)");
 
   using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;  // S = Q K^T: (M, N, K = d)
   using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;  // O = P V: (M, N = d, K = keys)
@@ -41,7 +42,10 @@ struct FwdTraits {
                            GMMA::Major::MN>(),
       WarpgroupsAlongM{}));
 
-  using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;  // 8 rows x 64 elements, 128-byte swizzle
+  // 8 rows x 64 elements with the 128-byte swizzle where d is a multiple of 64; 8 x 32 with the
+  // 64-byte one otherwise (d = 96).
+  using SmemAtom = std::conditional_t<kHeadDim % 64 == 0, GMMA::Layout_K_SW128_Atom<Element>,
+                                      GMMA::Layout_K_SW64_Atom<Element>>;
   using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
   using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
   using SmemLayoutV = SmemLayoutK;
