@@ -63,8 +63,13 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   Tensor gV = local_tile(mV, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, 0));
 
   Tensor sQ = cute::make_tensor(make_smem_ptr(reinterpret_cast<Element*>(smem)), typename Traits::SmemLayoutQ{});
-  Tensor sdO = cute::make_tensor(sQ.data() + size(sQ), typename Traits::SmemLayoutQ{});
-  Tensor sK = cute::make_tensor(sdO.data() + size(sdO), typename Traits::SmemLayoutKV{});
+  // Q and dO have two stages each (stage s at s * size(sQ)): step s reads stage s % 2 while the
+  // tiles of step s + 1 land in the other. A stage is a whole number of swizzle periods, so a view
+  // of stage 0 shifted by stage_offset(s) is the view of stage s.
+  Tensor sdO = cute::make_tensor(sQ.data() + 2 * size(sQ), typename Traits::SmemLayoutQ{});
+  Tensor sK = cute::make_tensor(sdO.data() + 2 * size(sdO), typename Traits::SmemLayoutKV{});
+  auto stage_offset = [&](int step) { return (step % 2) * int(size(sQ)); };
+  auto at_stage = [](auto const& view, int offset) { return cute::make_tensor(view.data() + offset, view.layout()); };
   Tensor sV = cute::make_tensor(sK.data() + size(sK), typename Traits::SmemLayoutKV{});
   Tensor sP = cute::make_tensor(sV.data() + size(sV), typename Traits::SmemLayoutP{});
   Tensor sdS = cute::make_tensor(sP.data() + size(sP), typename Traits::SmemLayoutP{});
@@ -96,8 +101,10 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     Tensor mdO = cute::make_tensor(make_gmem_ptr(do_ptr), make_shape(si.seqlen_q, Int<kHeadDim>{}), make_stride(call.dout_stride.row, _1{}));
     Tensor gQ = local_tile(mQ, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, 0));
     Tensor gdO = local_tile(mdO, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(m, 0));
-    copy_tile(gmem_copy, gmem_thr.partition_S(gQ), tQsQ, tQcQ, si.seqlen_q - m * kBlockM, p.head_dim);
-    copy_tile(gmem_copy, gmem_thr.partition_S(gdO), tdOsdO, tQcQ, si.seqlen_q - m * kBlockM, p.head_dim);
+    Tensor dst_q = at_stage(tQsQ, stage_offset(step));
+    Tensor dst_do = at_stage(tdOsdO, stage_offset(step));
+    copy_tile(gmem_copy, gmem_thr.partition_S(gQ), dst_q, tQcQ, si.seqlen_q - m * kBlockM, p.head_dim);
+    copy_tile(gmem_copy, gmem_thr.partition_S(gdO), dst_do, tQcQ, si.seqlen_q - m * kBlockM, p.head_dim);
   };
 
   // S = Q K^T and dP = dO V^T.
@@ -180,6 +187,11 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   constexpr int kRows = 2 * decltype(size<1>(tScS))::value;
 
   for (int step = 0; step < steps; ++step) {
+    // The next step's Q and dO into the other stage (free: the last step's reads of it ended before
+    // the barrier after its dK/dV GEMMs).
+    if (step + 1 < steps) load_q_do(step + 1);
+    cp_async_fence();
+    const int st = stage_offset(step);
     const int h = hk * group + step / (m_end - m_begin), m_block = m_begin + step % (m_end - m_begin);
     const int m0 = m_block * kBlockM;
     // lse (in log2 units) and D of this thread's rows; rows past the sequence get lse = +inf, so P = 0.
@@ -195,15 +207,16 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     const float slope = kTransform ? alibi_slope(p, b, h) : 0.f;
     const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
-    cp_async_wait<0>();
-    __syncthreads();  // Q, dO (and K, V) landed; every warp is done with the last step's dS
+    cp_async_wait<1>();
+    __syncthreads();  // this step's Q, dO (and K, V) landed; every warp is done with the last step's dS
 
     Tensor acc_s = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor acc_dp = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
     clear(acc_s);
     clear(acc_dp);
-    gemm_smem(mma_sdp, acc_s, tSrQ, tSrK, tSsQ, tSsK, copy_sdp_a, copy_sdp_b, tSrQ_view, tSrK_view);
-    gemm_smem(mma_sdp, acc_dp, tdPrdO, tdPrV, tdPsdO, tdPsV, copy_sdp_a, copy_sdp_b, tdPrdO_view, tdPrV_view);
+    gemm_smem(mma_sdp, acc_s, tSrQ, tSrK, at_stage(tSsQ, st), tSsK, copy_sdp_a, copy_sdp_b, tSrQ_view, tSrK_view);
+    gemm_smem(mma_sdp, acc_dp, tdPrdO, tdPrV, at_stage(tdPsdO, st), tdPsV, copy_sdp_a, copy_sdp_b, tdPrdO_view,
+              tdPrV_view);
 
     // Per pair (Alg. 2 lines 13-16, with dropout mask Z and the softcap derivative g):
     //   P = exp(s - lse),  dS = P * (Z * dP - D) * g,  and P * Z feeds dV.
@@ -263,11 +276,11 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     }
     __syncthreads();  // P, dS visible to every warp
 
-    gemm_smem(mma_dkv, acc_dv, tdVrPt, tdVrdOt, tdVsPt, tdVsdOt, copy_dkv_a, copy_dkv_b, tdVrPt_view, tdVrdOt_view);
-    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, tdKsQt, copy_dkv_a, copy_dkv_b, tdKrdSt_view, tdKrQt_view);
-    __syncthreads();  // every warp is done with Q, dO and P: the next step's tiles may land
-    if (step + 1 < steps) load_q_do(step + 1);
-    cp_async_fence();
+    gemm_smem(mma_dkv, acc_dv, tdVrPt, tdVrdOt, tdVsPt, at_stage(tdVsdOt, st), copy_dkv_a, copy_dkv_b, tdVrPt_view,
+              tdVrdOt_view);
+    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
+              tdKrQt_view);
+    __syncthreads();  // every warp is done with this stage of Q and dO, and with P
 
     Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
     clear(acc_dq);

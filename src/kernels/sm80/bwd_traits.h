@@ -70,9 +70,10 @@ struct BwdTraits {
       Layout<Shape<Int<kThreads / kGmemThreadsPerRow>, Int<kGmemThreadsPerRow>>, Stride<Int<kGmemThreadsPerRow>, _1>>{},
       Layout<Shape<_1, _8>>{}));
 
-  // Q, dO, K, V, P, dS
+  // Q and dO (two stages each: the next step's tiles land while this step computes), K, V, P, dS
   static constexpr int kSmemBytes =
-      int(2 * cosize(SmemLayoutQ{}) + 2 * cosize(SmemLayoutKV{}) + 2 * cosize(SmemLayoutP{})) * int(sizeof(Element));
+      int(4 * cosize(SmemLayoutQ{}) + 2 * cosize(SmemLayoutKV{}) + 2 * cosize(SmemLayoutP{})) * int(sizeof(Element));
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than a block may have");
 };
 
 }  // namespace flashattn::sm80
