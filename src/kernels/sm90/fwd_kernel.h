@@ -4,8 +4,9 @@
 // online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1; FlashAttention-3's producer /
 // consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants).
 // Inside a consumer warpgroup, S of the next key block runs under this block's softmax and P V
-// (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong).
-// Not yet: a persistent scheduler.
+// (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong). The
+// CTA loops over tiles (persistent where the launch makes it so: fwd_launch.h). Not yet: a
+// shared-memory/TMA-store epilogue (O goes to global memory from registers).
 #pragma once
 
 #include <cutlass/arch/barrier.h>

@@ -12,9 +12,10 @@
 
 namespace flashattn::sm90 {
 
-// kBlockN and K/V stages per head dim (kBlockM is 128). First choices from FlashAttention-3's
-// published tiles, limited to wgmma N in multiples of 64 and shared memory <= 227 KB; to be tuned
-// by measurement (bench/NOTES.md).
+// kBlockN and K/V stages per head dim (kBlockM is 128), within 227 KB of shared memory and the
+// consumers' 240 registers. Measured (bench/NOTES.md, session 3): at d128, 176-key blocks lost 28%
+// to 128, and 3 stages beat 2 by 5% at 16k causal (equal elsewhere); d96 and d192 follow their
+// neighbours (not tuned yet).
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E>
