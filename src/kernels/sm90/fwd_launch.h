@@ -3,7 +3,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
 #include <string>
 
 #include "kernels/sm80/element.h"
@@ -75,15 +74,11 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   auto kernel = p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
                                   : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  // Persistent where every tile has the same work: one CTA per SM (each takes a whole SM's shared
-  // memory) striding over the tiles. Under causal masking, a window or varlen the work per tile
-  // varies and a static stride left SMs idle (d256 causal 8k: -27%), so there each CTA takes one
-  // tile (the same kernel, one trip of its loop) and the hardware balances them, longest first.
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const bool uniform = !p.is_causal && p.window_left < 0 && p.window_right < 0 && !p.varlen;
-  const int grid = uniform ? std::max(1, std::min(params.num_tiles, sms)) : params.num_tiles;
+  // One CTA per tile (the kernel's tile loop makes one trip). Persistence (a CTA per SM striding
+  // over the tiles) measured +8-18% at 512-2k non-causal (bench/NOTES.md, session 3, step 6), but
+  // its multi-tile walk has not yet run against the reference (Sm90Large covers it): it stays off
+  // until that test has passed on a device (bench/patches/sm90-pairs.diff turns it on).
+  const int grid = params.num_tiles;
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
