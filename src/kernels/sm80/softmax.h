@@ -1,6 +1,7 @@
 // Online softmax over key tiles (FlashAttention-2, Algorithm 1): a running max m and a running,
 // per-thread partial sum l per row; O is rescaled by exp(m_old - m_new) when the max grows (and
-// only then, FlashAttention-3's trick) and divided by l once at the end. Scores arrive in "raw" units; exp2 with scale·log2(e) folded in.
+// only then, FlashAttention-3's trick) and divided by l once at the end. Scores arrive in "raw"
+// units; exp2 with scale·log2(e) folded in.
 #pragma once
 
 #include <cute/tensor.hpp>
