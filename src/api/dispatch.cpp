@@ -53,14 +53,21 @@ int device_major() {
   return major;
 }
 
-// The smallest compiled head-dim bucket that holds the call, on a device that runs it.
+// The smallest compiled head-dim bucket of `table` that holds the call (nullptr: none).
 template <typename Call, size_t N>
-const KernelEntry<Call>* find_sm80(const KernelEntry<Call> (&table)[N], const Call& call) {
-  if (call.backend != Backend::kAuto && call.backend != Backend::kSm80) return nullptr;
+const KernelEntry<Call>* smallest_bucket(const KernelEntry<Call> (&table)[N], const Call& call) {
   const Problem& p = call.problem;
   const KernelEntry<Call>* best = nullptr;
   for (const KernelEntry<Call>& k : table)
     if (k.run && k.dtype == p.dtype && k.head_dim >= p.head_dim && (!best || k.head_dim < best->head_dim)) best = &k;
+  return best;
+}
+
+// The FlashAttention-2 kernel for the call, on a device that runs it.
+template <typename Call, size_t N>
+const KernelEntry<Call>* find_sm80(const KernelEntry<Call> (&table)[N], const Call& call) {
+  if (call.backend != Backend::kAuto && call.backend != Backend::kSm80) return nullptr;
+  const KernelEntry<Call>* best = smallest_bucket(table, call);
   return best && device_major() >= 8 ? best : nullptr;
 }
 
@@ -99,11 +106,7 @@ Status dispatch_fwd(const FwdCall& call, cudaStream_t stream) {
   // Hopper: the sm90a forward where a kernel for the call is built, FlashAttention-2 for what it
   // does not cover (AUTO); BACKEND_SM90 reports what it does not cover instead.
   if ((call.backend == Backend::kSm90 || call.backend == Backend::kAuto) && device_major() == 9) {
-    const KernelEntry<FwdCall>* best = nullptr;
-    for (const KernelEntry<FwdCall>& k : kSm90Fwd)
-      if (k.run && k.dtype == call.problem.dtype && k.head_dim >= call.problem.head_dim &&
-          (!best || k.head_dim < best->head_dim))
-        best = &k;
+    const KernelEntry<FwdCall>* best = smallest_bucket(kSm90Fwd, call);
     if (best && (call.backend == Backend::kSm90 || sm90::fwd_unsupported(call).empty())) return best->run(call, stream);
   }
   if (const KernelEntry<FwdCall>* k = find_sm80(kSm80Fwd, call)) return k->run(call, stream);

@@ -9,6 +9,7 @@
 #include "kernels/common/block_range.h"
 #include "kernels/common/problem.h"
 #include "kernels/sm80/fwd_traits.h"
+#include "kernels/sm80/epilogue.h"
 #include "kernels/sm80/mask.h"
 #include "kernels/sm80/softmax.h"
 #include "kernels/sm80/tile_utils.h"
@@ -162,20 +163,8 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   float lse[kRows];
   softmax.finish(acc_o_rc, p.dropout_p > 0.f ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
-  // Epilogue: out (rows of this sequence, columns < head_dim) and lse (one thread per quad).
-  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
-  Tensor tOcO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-  CUTE_UNROLL
-  for (int r = 0; r < kRows; ++r) {
-    const int row = m0 + get<0>(tOcO_rc(r, 0));
-    if (row >= si.seqlen_q) continue;
-    CUTE_UNROLL
-    for (int c = 0; c < size<1>(acc_o_rc); ++c) {
-      const int col = get<1>(tOcO_rc(r, c));
-      if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
-    }
-    if (tid % 4 == 0) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
-  }
+  store_out_lse<Element>(call, si, b, h, m0, tid, acc_o_rc,
+                          cute::make_tensor(tOcO.data(), rowcol(tOcO.layout())), lse);
 }
 
 }  // namespace flashattn::sm80

@@ -19,6 +19,7 @@
 #include "kernels/common/block_range.h"
 #include "kernels/common/dropout.h"
 #include "kernels/common/problem.h"
+#include "kernels/sm80/epilogue.h"
 #include "kernels/sm80/mask.h"
 #include "kernels/sm80/softmax.h"
 #include "kernels/sm90/fwd_traits.h"
@@ -331,20 +332,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     float lse[kRows];
     softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
-    // Epilogue: out and lse, straight from registers (rows of the sequence, columns < head_dim).
-    Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
-    Tensor tOcO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-    CUTE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      const int row = m0 + get<0>(tOcO_rc(r, 0));
-      if (row >= si.seqlen_q) continue;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(acc_o_rc); ++c) {
-        const int col = get<1>(tOcO_rc(r, c));
-        if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
-      }
-      if (tid % 4 == 0) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
-    }
+    sm80::store_out_lse<Element>(call, si, b, h, m0, tid, acc_o_rc,
+                                  cute::make_tensor(tOcO.data(), rowcol(tOcO.layout())), lse);
   }  // tiles
 #endif
 }

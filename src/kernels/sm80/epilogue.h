@@ -1,0 +1,33 @@
+// The forward's epilogue, shared by the FlashAttention-2 and the Hopper kernels: out (rows of this
+// sequence, columns < head_dim) and lse (one thread of each quad of a row) straight from the
+// accumulator registers, with the caller's strides.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "api/validate.h"
+#include "kernels/common/problem.h"
+
+namespace flashattn::sm80 {
+
+// acc_o_rc and coord_rc: this thread's O values and their (row in the tile, column) as (rows, cols);
+// m0: the tile's first row; lse: per row of the thread, natural log.
+template <typename Element, typename AccO, typename Coord, int kRows>
+__device__ __forceinline__ void store_out_lse(const FwdCall& call, const SeqInfo& si, int b, int h, int m0, int tid,
+                                              AccO const& acc_o_rc, Coord const& coord_rc, const float (&lse)[kRows]) {
+  const Problem& p = call.problem;
+  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
+  CUTE_UNROLL
+  for (int r = 0; r < kRows; ++r) {
+    const int row = m0 + cute::get<0>(coord_rc(r, 0));
+    if (row >= si.seqlen_q) continue;
+    CUTE_UNROLL
+    for (int c = 0; c < cute::size<1>(acc_o_rc); ++c) {
+      const int col = cute::get<1>(coord_rc(r, c));
+      if (col < p.head_dim) o_ptr[int64_t(row) * call.out_stride.row + col] = Element(acc_o_rc(r, c));
+    }
+    if (tid % 4 == 0) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
+  }
+}
+
+}  // namespace flashattn::sm80
