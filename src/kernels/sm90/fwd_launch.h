@@ -3,6 +3,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <string>
 
 #include "kernels/sm80/element.h"
@@ -65,20 +66,23 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
                     take<0, 2>(typename Traits::SmemLayoutK{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
       make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, rows_k, p.nheads_k, p.v_stride),
                     take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
-      (p.seqlen_q + Traits::kBlockM - 1) / Traits::kBlockM,
+      (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
       0};
-  params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^31: fwd_unsupported
+  params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow
 
   constexpr int smem = Traits::kSmemBytes;
   const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
   auto kernel = p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
                                   : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  // One CTA per tile (the kernel's tile loop makes one trip). Persistence (a CTA per SM striding
-  // over the tiles) measured +8-18% at 512-2k non-causal (bench/NOTES.md, session 3, step 6), but
-  // its multi-tile walk has not yet run against the reference (Sm90Large covers it): it stays off
-  // until that test has passed on a device (bench/patches/sm90-pairs.diff turns it on).
-  const int grid = params.num_tiles;
+  // Persistent: one CTA per SM (each takes a whole SM's shared memory) striding over pairs of
+  // tiles of equal work (fwd_kernel.h). With varlen the pairs of different sequences differ, so
+  // there each CTA takes one pair and the hardware balances them.
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int pairs = params.num_tiles / 2;
+  const int grid = p.varlen ? pairs : std::max(1, std::min(pairs, sms));
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
