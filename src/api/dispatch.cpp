@@ -36,10 +36,21 @@ const KernelEntry<BwdCall> kSm80Bwd[] = {
 #undef FLASHATTN_SM90_KERNEL
 // The Hopper instantiations (when FLASHATTN_ARCHS has 90a).
 #define FLASHATTN_SM80_KERNEL(kind, dtype, head_dim)
-#define FLASHATTN_SM90_KERNEL(kind, dtype, head_dim) KernelEntry<FwdCall>{dtype, head_dim, &sm90::run_fwd<dtype, head_dim>},
+#define FLASHATTN_SM90_KERNEL(kind, dtype, head_dim) FLASHATTN_SM90_##kind(dtype, head_dim)
+#define FLASHATTN_SM90_fwd(dtype, head_dim) KernelEntry<FwdCall>{dtype, head_dim, &sm90::run_fwd<dtype, head_dim>},
+#define FLASHATTN_SM90_bwd(dtype, head_dim)
 const KernelEntry<FwdCall> kSm90Fwd[] = {
 #include "flashattn_kernels.inc"
     KernelEntry<FwdCall>{-1, 0, nullptr}};
+#undef FLASHATTN_SM90_fwd
+#undef FLASHATTN_SM90_bwd
+#define FLASHATTN_SM90_fwd(dtype, head_dim)
+#define FLASHATTN_SM90_bwd(dtype, head_dim) KernelEntry<BwdCall>{dtype, head_dim, &sm90::run_bwd<dtype, head_dim>},
+const KernelEntry<BwdCall> kSm90Bwd[] = {
+#include "flashattn_kernels.inc"
+    KernelEntry<BwdCall>{-1, 0, nullptr}};
+#undef FLASHATTN_SM90_fwd
+#undef FLASHATTN_SM90_bwd
 #undef FLASHATTN_SM80_KERNEL
 #undef FLASHATTN_SM90_KERNEL
 
@@ -71,6 +82,13 @@ const KernelEntry<Call>* find_sm80(const KernelEntry<Call> (&table)[N], const Ca
   return best && device_major() >= 8 ? best : nullptr;
 }
 
+// The Hopper kernel for the call, on an sm90 device.
+template <typename Call, size_t N>
+const KernelEntry<Call>* find_sm90(const KernelEntry<Call> (&table)[N], const Call& call) {
+  const KernelEntry<Call>* best = smallest_bucket(table, call);
+  return best && device_major() == 9 ? best : nullptr;
+}
+
 std::string describe(const Problem& p, const char* pass) {
   return std::string(pass) + " for " + dtype_name(p.dtype) + ", head_dim " + std::to_string(p.head_dim) +
          (p.varlen ? ", varlen" : "") + (p.is_causal ? ", causal" : "") +
@@ -94,6 +112,9 @@ Status no_fast_kernel(const Problem& p, const char* pass, Backend backend) {
 size_t fwd_workspace_bytes(const FwdCall&) { return 0; }
 
 size_t bwd_workspace_bytes(const BwdCall& call) {
+  if (call.backend == Backend::kSm90)
+    if (const KernelEntry<BwdCall>* k = find_sm90(kSm90Bwd, call))
+      return sm80::bwd_workspace(call.problem, k->head_dim, false).bytes;
   const KernelEntry<BwdCall>* k = find_sm80(kSm80Bwd, call);
   return k ? sm80::bwd_workspace(call.problem, k->head_dim, call.deterministic).bytes : 0;
 }
@@ -105,10 +126,9 @@ Status dispatch_fwd(const FwdCall& call, cudaStream_t stream) {
   if (call.backend == Backend::kReference) return reference_gpu_fwd(call, stream);
   // Hopper: the sm90a forward where a kernel for the call is built, FlashAttention-2 for what it
   // does not cover (AUTO); BACKEND_SM90 reports what it does not cover instead.
-  if ((call.backend == Backend::kSm90 || call.backend == Backend::kAuto) && device_major() == 9) {
-    const KernelEntry<FwdCall>* best = smallest_bucket(kSm90Fwd, call);
-    if (best && (call.backend == Backend::kSm90 || sm90::fwd_unsupported(call).empty())) return best->run(call, stream);
-  }
+  if (call.backend == Backend::kSm90 || call.backend == Backend::kAuto)
+    if (const KernelEntry<FwdCall>* k = find_sm90(kSm90Fwd, call))
+      if (call.backend == Backend::kSm90 || sm90::fwd_unsupported(call).empty()) return k->run(call, stream);
   if (const KernelEntry<FwdCall>* k = find_sm80(kSm80Fwd, call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "forward", call.backend);
 }
@@ -118,6 +138,9 @@ Status dispatch_bwd(const BwdCall& call, cudaStream_t stream) {
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(bwd_workspace_bytes(call)) + " (flashattn_bwd_workspace_size)");
   if (call.backend == Backend::kReference) return reference_gpu_bwd(call, stream);
+  // The Hopper backward: BACKEND_SM90 only until its GPU tests have run (AUTO keeps FA2).
+  if (call.backend == Backend::kSm90)
+    if (const KernelEntry<BwdCall>* k = find_sm90(kSm90Bwd, call)) return k->run(call, stream);
   if (const KernelEntry<BwdCall>* k = find_sm80(kSm80Bwd, call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "backward", call.backend);
 }

@@ -1,0 +1,67 @@
+// The launch of the Hopper backward (sm90a): the FA2 pre-process (D = rowsum(dO * O), dq_accum
+// cleared), the main kernel over key blocks, and its own post-process (dq_accum is row-major here).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "kernels/sm80/bwd_prepost.h"
+#include "kernels/sm80/element.h"
+#include "kernels/sm90/bwd_kernel.h"
+#include "kernels/sm90/fwd.h"
+
+namespace flashattn::sm90 {
+
+template <int kDtype, int kHeadDim>
+Status run_bwd(const BwdCall& call, cudaStream_t stream) {
+  using Element = typename sm80::ElementOf<kDtype>::type;
+  using Traits = BwdTraits<Element, kHeadDim>;
+  const Problem& p = call.problem;
+  if (std::string why = bwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 backward with " + why);
+  const sm80::BwdWorkspace ws = sm80::bwd_workspace(p, kHeadDim, false);
+  if (call.workspace_size < ws.bytes)
+    return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
+                   std::to_string(ws.bytes));
+  if (p.batch == 0) return Status::Ok();
+  auto launched = [](const char* what) {
+    const cudaError_t err = cudaGetLastError();
+    return err == cudaSuccess ? Status::Ok()
+                              : Status{FLASHATTN_CUDA_ERROR,
+                                       std::string("flashattn: sm90 ") + what + " launch failed: " + cudaGetErrorString(err)};
+  };
+  char* workspace = static_cast<char*>(call.workspace);
+  if (cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream) != cudaSuccess)
+    return launched("workspace clear");
+  const dim3 pre_grid((p.seqlen_q + sm80::kPrePostRowsPerBlock - 1) / sm80::kPrePostRowsPerBlock, p.nheads, p.batch);
+  sm80::bwd_preprocess_kernel<Element, kHeadDim><<<pre_grid, 32 * sm80::kPrePostRowsPerBlock, 0, stream>>>(call, ws);
+  if (Status s = launched("backward pre-process"); !s.ok()) return s;
+
+  const int32_t batches = p.varlen ? 1 : p.batch;
+  auto gmem = [&](const void* ptr, int64_t rows, int heads, const RowStrides& st) {
+    return cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)),
+                             make_shape(int32_t(rows), int32_t(p.head_dim), int32_t(heads), batches),
+                             make_stride(st.row, _1{}, st.head, p.varlen ? int64_t(8) : st.batch));  // extent 1
+  };
+  const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
+  auto box_q = Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{};
+  auto box_k = Shape<Int<Traits::kKeysPerGroup>, Int<kHeadDim>>{};
+  auto smem_q = take<0, 2>(typename Traits::SmemLayoutQ{});
+  auto smem_k = take<0, 2>(typename Traits::SmemLayoutK{});
+  BwdKernelParams<Traits> params{call, ws,
+                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, rows_q, p.nheads, p.q_stride), smem_q, box_q, _1{}),
+                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(call.dout, rows_q, p.nheads, call.dout_stride), smem_q,
+                                               box_q, _1{}),
+                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, rows_k, p.nheads_k, p.k_stride), smem_k, box_k, _1{}),
+                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, rows_k, p.nheads_k, p.v_stride), smem_k, box_k, _1{})};
+  constexpr int smem = Traits::kSmemBytes;
+  auto kernel = bwd_kernel<Traits>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  const dim3 grid((p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN, p.batch, p.nheads_k);
+  kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
+  if (Status s = launched("backward"); !s.ok()) return s;
+  bwd_postprocess_kernel<Element, kHeadDim><<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), 128, 0, stream>>>(call, ws);
+  return launched("backward post-process");
+}
+
+}  // namespace flashattn::sm90

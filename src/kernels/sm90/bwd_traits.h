@@ -1,0 +1,85 @@
+// Tiles, shared-memory layouts, TMA and wgmma types of the Hopper backward (sm90a), first version.
+// A CTA owns kBlockN = 128 keys: warpgroup 0 loads (TMA), warpgroups 1 and 2 each own 64 of the
+// keys and walk the query blocks (kBlockM = 64 rows a step), keeping their dK and dV in registers.
+// Every GEMM is one warpgroup's:
+//   S^T  = K_w Q^T      (M = 64 keys, N = 64 queries, K = d)   both operands in shared memory
+//   dP^T = V_w dO^T     (same)
+//   dV_w += P^T dO      (M = 64 keys, N = d, K = 64 queries)   P^T from registers, dO viewed d x queries
+//   dK_w += dS^T Q      (same)                                  dS^T from registers, Q viewed d x queries
+//   dQ  += dS_w K_w     (M = 64 queries, N = d, K = 64 keys)   dS through shared memory; each
+//                                                               warpgroup adds its partial dQ
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/numeric_types.h>
+#include <cutlass/pipeline/sm90_pipeline.hpp>
+
+#include <cstdint>
+
+namespace flashattn::sm90 {
+
+using namespace cute;
+using cute::Tensor;
+
+template <typename Element_, int kHeadDim_>
+struct BwdTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = 64;       // queries per step
+  static constexpr int kBlockN = 128;      // keys per CTA
+  static constexpr int kKeysPerGroup = 64; // keys per consumer warpgroup
+  static constexpr int kStages = 2;        // Q/dO ring
+  static constexpr int kConsumerThreads = 256;
+  static constexpr int kThreads = 128 + kConsumerThreads;
+  static_assert(kHeadDim % 64 == 0, "rows of whole 128-byte swizzle atoms (64 elements)");
+
+  using TiledMmaSdP = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<Int<kKeysPerGroup>, Int<kBlockM>, Int<kHeadDim>>>()));
+  using TiledMmaKV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<Int<kKeysPerGroup>, Int<kHeadDim>, Int<kBlockM>>,
+                           GMMA::Major::K, GMMA::Major::MN>()));
+  using TiledMmaQ = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kKeysPerGroup>>,
+                           GMMA::Major::K, GMMA::Major::MN>()));
+
+  using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;  // 8 rows x 64 elements
+  // Q and dO: (queries, d, stage); viewed (d, queries, stage) as the B operand of dK / dV.
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutQt = decltype(composition(
+      SmemLayoutQ{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockM>, Int<kStages>>{}, Step<_2, _1, _3>{})));
+  // K and V: (keys of a warpgroup, d, warpgroup); K viewed (d, keys, warpgroup) as the B operand of dQ.
+  using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kKeysPerGroup>, Int<kHeadDim>, _2>{}));
+  using SmemLayoutKt = decltype(composition(
+      SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kKeysPerGroup>, _2>{}, Step<_2, _1, _3>{})));
+  // dS of a step: (queries, keys of a warpgroup, warpgroup), the A operand of dQ.
+  using SmemLayoutdS = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kKeysPerGroup>, _2>{}));
+
+  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GmemTensor =
+      decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStride{}));
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutQ{}),
+                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
+                                      Shape<Int<kKeysPerGroup>, Int<kHeadDim>>{}, _1{}));
+
+  using Pipeline = cutlass::PipelineTmaAsync<kStages>;
+  static constexpr uint32_t kTmaBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
+  static constexpr uint32_t kTmaBytesK = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
+
+  struct SharedStorage {
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> dout;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> v;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutdS>> ds;
+    float lse_log2[2][kBlockM];  // per consumer warpgroup: lse (log2 units) and D of a step's queries
+    float dsum[2][kBlockM];
+    typename Pipeline::SharedStorage pipeline_q;
+    alignas(8) uint64_t barrier_kv;
+  };
+  static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
+};
+
+}  // namespace flashattn::sm90
