@@ -1,16 +1,18 @@
-// Hopper backward (sm90a), first version (FlashAttention-2, Alg. 2, with FlashAttention-3's
-// producer/consumer split): a CTA per (128 keys, kv head, batch). Warpgroup 0 loads K and V once
-// and, per step (query head of the group, query block of 64 rows), Q and dO through a 2-stage TMA
-// ring; warpgroups 1 and 2 each own 64 keys: S^T and dP^T by wgmma from shared memory, then
-// P^T = exp(S^T - lse) and dS^T = P^T (dP^T - D) in registers, dV += P^T dO and dK += dS^T Q with
-// the probabilities as register operands, and dQ += dS K through shared memory, added into the
-// fp32 dq_accum with atomics (post-processed to dQ). Plain, causal, window, GQA/MQA, varlen; not
-// yet: dropout, softcap/ALiBi, deterministic order, overlap between the GEMMs and the softmax.
+// Hopper backward (sm90a) (FlashAttention-2, Alg. 2, with FlashAttention-3's producer/consumer
+// split): a CTA per (128 keys, kv head, batch). Warp 0 loads K and V once and, per step (query
+// head of the group, query block of 64 rows), Q and dO through a 2-stage TMA ring; warpgroups 1
+// and 2 each own 64 keys: S^T and dP^T by wgmma from shared memory, then P^T = exp(S^T - lse) and
+// dS^T = P^T (dP^T - D) in registers, dV += P^T dO and dK += dS^T Q with the probabilities as
+// register operands. dS goes to shared memory; the warpgroups take turns computing the step's
+// dQ = dS K over all 128 keys, and warp 1 adds it to the fp32 dq_accum with one bulk reduction
+// (post-processed to dQ). Plain, causal, window, GQA/MQA, varlen; not yet: dropout, softcap/ALiBi,
+// deterministic order, overlap between the GEMMs and the softmax.
 #pragma once
 
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
+#include <cuda/ptx>
 #include <cute/tensor.hpp>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
 
@@ -31,6 +33,15 @@ struct BwdKernelParams {
   typename Traits::TmaQ tma_q, tma_do;
   typename Traits::TmaK tma_k, tma_v;
 };
+
+// Named barrier `id` of `threads`: wait for it (bar.sync) when `wait`, else only arrive.
+__device__ __forceinline__ void sync_or_arrive(bool wait, int id, int threads) {
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %0, 0;\n @p bar.sync %1, %2;\n @!p bar.arrive %1, %2;\n}\n" ::"r"(
+          int(wait)),
+      "r"(id), "r"(threads)
+      : "memory");
+}
 
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
@@ -62,10 +73,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     }
   }
   const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
-  auto step_head = [&](int step) { return hk * group + step / (m_end - m_begin); };
-  auto step_block = [&](int step) { return m_begin + step % (m_end - m_begin); };
+  // Every role walks the steps in the same order: query blocks of a head, then the next head.
+  struct Step {
+    int h, m_block;
+  };
+  const Step first_step{hk * group, m_begin};
+  auto advance = [&](Step& s) {
+    if (++s.m_block == m_end) {
+      s.m_block = m_begin;
+      ++s.h;
+    }
+  };
 
-  const int warp_group = threadIdx.x / 128;
+  const int warp_group = cutlass::canonical_warp_group_idx();  // warp-uniform to the compiler
   Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
   Tensor sdO = cute::make_tensor(make_smem_ptr(shared.dout.begin()), typename Traits::SmemLayoutQ{});
   Tensor sQt = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQt{});
@@ -113,12 +133,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Tensor mQ = params.tma_q.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
       Tensor mdO = params.tma_do.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
       auto state = cutlass::make_producer_start_state<Pipeline>();
-      for (int step = 0; step < steps; ++step) {
-        const int h = step_head(step);
+      Step at = first_step;
+#pragma unroll 1  // 24 registers in this warpgroup
+      for (int step = 0; step < steps; ++step, advance(at)) {
+        const int h = at.h;
         Tensor mQ_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mQ(_, _, h, bb));
         Tensor mdO_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mdO(_, _, h, bb));
-        Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(step_block(step), _0{}));
-        Tensor gdO = local_tile(mdO_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(step_block(step), _0{}));
+        Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
+        Tensor gdO = local_tile(mdO_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
         pipeline_q.producer_acquire(state);
         const int st = state.index();
         auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)),
@@ -128,6 +150,27 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
         copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
         ++state;
+      }
+    } else if (threadIdx.x / 32 == 1) {
+      // The dQ writer: per step, once the step's consumer warpgroup has put its dQ in shared memory,
+      // one bulk reduction adds the whole 64 x d block to dq_accum (32 KB at d = 128 in one
+      // instruction, where atomics took 8192), then the buffer is handed back.
+      float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
+      if (steps > 0) cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
+      Step at = first_step;
+#pragma unroll 1  // 24 registers in this warpgroup
+      for (int step = 0; step < steps; ++step, advance(at)) {
+        cutlass::arch::NamedBarrier::sync(Traits::kDqSyncThreads, Traits::kBarrierDqFull);
+        if (cute::elect_one_sync()) {
+          float* block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
+                         int64_t(at.m_block) * kBlockM * kHeadDim;
+          cuda::ptx::cp_reduce_async_bulk(cuda::ptx::space_global, cuda::ptx::space_shared, cuda::ptx::op_add, block,
+                                          shared.dq, Traits::kDqBytes);
+          tma_store_arrive();
+          tma_store_wait<0>();  // the buffer is read
+        }
+        __syncwarp();
+        if (step + 1 < steps) cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
       }
     }
     return;
@@ -148,29 +191,35 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tdPrdO = thr_sdp.partition_fragment_B(sdO);
   Tensor tdVrdOt = thr_kv.partition_fragment_B(sdOt);        // (MMA, N = d, K = queries, stage)
   Tensor tdKrQt = thr_kv.partition_fragment_B(sQt);
-  Tensor tdQrdS = thr_q.partition_fragment_A(sdS(_, _, w));
-  Tensor tdQrKt = thr_q.partition_fragment_B(sKt(_, _, w));
+  Tensor tdQrdS = thr_q.partition_fragment_A(sdS);           // (MMA, M, K, key half + 2 x buffer)
+  Tensor tdQrKt = thr_q.partition_fragment_B(sKt);           // (MMA, N, K, key half)
   Tensor acc_dk = partition_fragment_C(mma_kv, Shape<Int<kKeys>, Int<kHeadDim>>{});
   Tensor acc_dv = partition_fragment_C(mma_kv, Shape<Int<kKeys>, Int<kHeadDim>>{});
   clear(acc_dk);
   clear(acc_dv);
   using AccS = decltype(partition_fragment_C(mma_sdp, Shape<Int<kKeys>, Int<kBlockM>>{}));
-  // (key, query) of each S^T value of this thread; (query, d column) of each dQ value.
+  // (key, query) of each S^T value of this thread.
   Tensor tScS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<kKeys>, Int<kBlockM>>{}));
-  Tensor tQcQ = thr_q.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
-  // Where this thread writes its dS^T values: dS (query, key) of its own warpgroup's block.
-  Tensor sdS_w = sdS(_, _, w);
 
   const float scale_log2 = p.scale * float(M_LOG2E);
   const int diag = si.seqlen_k - si.seqlen_q;
   const int k0 = n0 + w * kKeys;  // this warpgroup's first key
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
-  float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
+
+  // lse (log2 units) or D of one of a step's queries, one per thread (threads 0-63 lse, 64-127 D).
+  // Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
+  auto load_row_stat = [&](const Step& at) {
+    const int h = at.h, q = at.m_block * kBlockM + tid % kBlockM;
+    const bool in = q < si.seqlen_q;
+    const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
+    return tid < kBlockM ? (in ? call.lse[i] * float(M_LOG2E) : INFINITY) : (in ? dsum[i] : 0.f);
+  };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
   cutlass::PipelineState<Traits::kStages> state;
-  for (int step = 0; step < steps; ++step) {
-    const int h = step_head(step), m0 = step_block(step) * kBlockM, st = state.index();
+  Step at = first_step;
+  for (int step = 0; step < steps; ++step, advance(at)) {
+    const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
     AccS acc_s, acc_dp;
     warpgroup_fence_operand(acc_s);
@@ -190,41 +239,50 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     }
     warpgroup_commit_batch();
 
-    // lse (log2 units) and D of the step's queries into shared memory, one per thread (loaded under
-    // the GEMMs); rows past the sequence get lse = +inf, so P = 0 there.
-    if (tid < kBlockM) {
-      const int q = m0 + tid;
-      const bool in = q < si.seqlen_q;
-      const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
-      shared.lse_log2[w][tid] = in ? call.lse[i] * float(M_LOG2E) : INFINITY;
-    } else {
-      const int q = m0 + tid - kBlockM;
-      const bool in = q < si.seqlen_q;
-      shared.dsum[w][tid - kBlockM] = in ? dsum[lse_offset(p, b, si.q_row0, in ? q : 0, h)] : 0.f;
-    }
-    cutlass::arch::NamedBarrier::sync(128, 1 + w);  // lse and D written
+    // This step's lse and D into shared memory, loaded under the GEMMs (buffer of the step's
+    // parity: the other one may still be read by slower threads of the previous step).
+    (tid < kBlockM ? shared.lse_log2 : shared.dsum)[parity][w][tid % kBlockM] = load_row_stat(at);
+    cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written
+    const float* lse_log2 = shared.lse_log2[parity][w];
+    const float* dsum_q = shared.dsum[parity][w];
     Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kCols = decltype(size<1>(cS_rc))::value;
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_s);
     warpgroup_fence_operand(acc_dp);
 
-    // P^T = exp(scale S^T - lse), masked; dS^T = P^T (dP^T - D) (Alg. 2 lines 13-16).
+    // P^T = exp(scale S^T - lse), masked; dS^T = P^T (dP^T - D) (Alg. 2 lines 13-16). The mask is
+    // per element only where this warpgroup's 64 x 64 block crosses the sequence end or the
+    // causal/window diagonal (a step-uniform test; the element loop stays branch-free elsewhere).
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
-    CUTE_UNROLL
-    for (int r = 0; r < size<0>(s_rc); ++r) {
+    // Key k sees query q iff k < seqlen_k and q + diag - window_left <= k <= q + diag + window_right
+    // (a negative window is unbounded), in block-local coordinates:
+    const int keys_left = si.seqlen_k - k0;
+    const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - k0;
+    const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - k0;
+    const bool whole_block_visible = kKeys <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kKeys - 1 <= rel_hi;
+    auto probabilities = [&](auto masked) {
       CUTE_UNROLL
-      for (int c = 0; c < kCols; ++c) {
-        const int key = k0 + get<0>(cS_rc(r, c)), q = m0 + get<1>(cS_rc(r, c));
-        const bool visible = key < si.seqlen_k && (p.window_left < 0 || key >= q + diag - p.window_left) &&
-                             (p.window_right < 0 || key <= q + diag + p.window_right);
-        const int qi = get<1>(cS_rc(r, c));
-        const float prob = visible ? fast_exp2(s_rc(r, c) * scale_log2 - shared.lse_log2[w][qi]) : 0.f;
-        dp_rc(r, c) = prob * (dp_rc(r, c) - shared.dsum[w][qi]);
-        s_rc(r, c) = prob;
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) {
+          const int qi = get<1>(cS_rc(r, c));
+          float prob = fast_exp2(s_rc(r, c) * scale_log2 - lse_log2[qi]);
+          if constexpr (decltype(masked)::value) {
+            // key k0 + kr sees query m0 + qi iff kr < keys_left and kr - qi in [rel_lo, rel_hi]
+            const int kr = get<0>(cS_rc(r, c)), rel = kr - qi;
+            prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
+          }
+          dp_rc(r, c) = prob * (dp_rc(r, c) - dsum_q[qi]);
+          s_rc(r, c) = prob;
+        }
       }
-    }
+    };
+    if (whole_block_visible)
+      probabilities(cute::false_type{});
+    else
+      probabilities(cute::true_type{});
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
     Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
     CUTE_UNROLL
@@ -232,11 +290,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       rP(i) = Element(acc_s(i));
       rdS(i) = Element(acc_dp(i));
     }
-    // dS (query, key) into shared memory for dQ; then visible to the async proxy (wgmma).
+    // dS (query, key) into shared memory for dQ, visible to the async proxy (wgmma); then "this
+    // warpgroup's half is written": the step's dQ warpgroup waits for both halves, the other goes on.
+    Tensor sdS_w = sdS(_, _, w + 2 * parity);
     CUTE_UNROLL
     for (int i = 0; i < size(rdS); ++i) sdS_w(get<1>(tScS(i)), get<0>(tScS(i))) = rdS(i);
     cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::sync(128, 1 + w);  // this warpgroup's dS written
+    const bool dq_turn = w == parity;  // the warpgroups take turns computing dQ
 
     Tensor tdVrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
     Tensor tdKrdS = cute::make_tensor(rdS.data(), acc_as_operand_a(rdS.layout()));
@@ -248,34 +308,42 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     CUTE_UNROLL
     for (int k = 0; k < size<2>(tdKrdS); ++k) cute::gemm(mma_kv, tdKrdS(_, _, k), tdKrQt(_, _, k, st), acc_dk);
     warpgroup_commit_batch();
+    // Under those GEMMs: the step's dQ warpgroup waits until both halves of dS are written, the
+    // other only says its half is (one predicated instruction: no branch around the wgmma operands).
+    sync_or_arrive(dq_turn, Traits::kBarrierDsFull + parity, 256);
     warpgroup_wait<0>();  // P and dS registers free before the dQ accumulator is live
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);
     pipeline_q.consumer_release(state);  // Q and dO of this step are read
     ++state;
+    if (!dq_turn) continue;
+
+    // dQ = dS K over the CTA's 128 keys (both halves of dS), into the shared dQ buffer in register
+    // order (value i of thread t at (i / 4) * 512 + 4 t + i % 4: 16-byte stores, no bank conflicts),
+    // then handed to the writer warp.
     Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
     warpgroup_fence_operand(acc_dq);
     warpgroup_arrive();
     mma_q.accumulate_ = GMMA::ScaleOut::Zero;
     CUTE_UNROLL
-    for (int k = 0; k < size<2>(tdQrdS); ++k) {
-      cute::gemm(mma_q, tdQrdS(_, _, k), tdQrKt(_, _, k), acc_dq);
-      mma_q.accumulate_ = GMMA::ScaleOut::One;
+    for (int half = 0; half < 2; ++half) {
+      CUTE_UNROLL
+      for (int k = 0; k < size<2>(tdQrdS); ++k) {
+        cute::gemm(mma_q, tdQrdS(_, _, k, half + 2 * parity), tdQrKt(_, _, k, half), acc_dq);
+        mma_q.accumulate_ = GMMA::ScaleOut::One;
+      }
     }
     warpgroup_commit_batch();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_dq);
-    // dS, lse and D of this step are read: the next step may overwrite them after this.
-    cutlass::arch::NamedBarrier::sync(128, 1 + w);
-
-    // dQ of this warpgroup's keys into dq_accum (row-major in the sequence's block of the workspace;
-    // the post-process scales and converts it).
-    float* dq_rows = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, h, 0, kHeadDim);
+    static_assert(decltype(size(acc_dq))::value % 4 == 0);
+    cutlass::arch::NamedBarrier::sync(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
     CUTE_UNROLL
-    for (int i = 0; i < size(acc_dq); ++i) {
-      const int q = m0 + get<0>(tQcQ(i)), col = get<1>(tQcQ(i));
-      if (q < si.seqlen_q && col < p.head_dim) atomicAdd(dq_rows + int64_t(q) * kHeadDim + col, acc_dq(i));
-    }
+    for (int i = 0; i < size(acc_dq); i += 4)
+      *reinterpret_cast<float4*>(shared.dq + (i / 4) * 512 + 4 * tid) =
+          make_float4(acc_dq(i), acc_dq(i + 1), acc_dq(i + 2), acc_dq(i + 3));
+    cutlass::arch::fence_view_async_shared();  // read next by the bulk reduction (async proxy)
+    cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqFull);
   }
 
   // dK (times the softmax scale: S = scale Q K^T) and dV of the stored keys of this warpgroup.
@@ -293,20 +361,33 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #endif
 }
 
-// dQ = scale * dq_accum (row-major per sequence, bwd_kernel above), in the input dtype with the
-// caller's strides. grid (query blocks of 64, nheads, batch), 128 threads.
-template <typename Element, int kHeadDim>
+// dQ = scale * dq_accum in the input dtype with the caller's strides. A 64-row block of dq_accum
+// holds the dQ accumulator of the main kernel's TiledMmaQ in register order (value i of thread t at
+// (i / 4) * 512 + 4 t + i % 4), so thread t here reads thread t's values (16-byte loads, coalesced)
+// and finds their (row, column) from the same partition. grid (query blocks of 64, nheads, batch),
+// 128 threads.
+template <typename Traits>
 __global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call, sm80::BwdWorkspace ws) {
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM, kHeadDim = Traits::kHeadDim;
   const Problem& p = call.problem;
-  const int h = blockIdx.y, b = blockIdx.z;
+  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
-  const float* accum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + ws.dq_accum) +
-                       sm80::dq_accum_block(p, ws, b, si.q_row0, h, 0, kHeadDim);
+  if (m_block * kBlockM >= si.seqlen_q) return;
+  const float* block = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + ws.dq_accum) +
+                       sm80::dq_accum_block(p, ws, b, si.q_row0, h, 0, kHeadDim) + int64_t(m_block) * kBlockM * kHeadDim;
   Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
-  for (int i = threadIdx.x; i < 64 * kHeadDim; i += 128) {
-    const int q = blockIdx.x * 64 + i / kHeadDim, col = i % kHeadDim;
-    if (q < si.seqlen_q && col < p.head_dim)
-      dq[int64_t(q) * call.dq_stride.row + col] = Element(p.scale * accum[int64_t(q) * kHeadDim + col]);
+  typename Traits::TiledMmaQ mma_q;
+  Tensor tQcQ = mma_q.get_thread_slice(threadIdx.x).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  CUTE_UNROLL
+  for (int i = 0; i < size(tQcQ); i += 4) {
+    const float4 v = *reinterpret_cast<const float4*>(block + (i / 4) * 512 + 4 * threadIdx.x);
+    const float values[4] = {v.x, v.y, v.z, v.w};
+    CUTE_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const int q = m_block * kBlockM + get<0>(tQcQ(i + j)), col = get<1>(tQcQ(i + j));
+      if (q < si.seqlen_q && col < p.head_dim) dq[int64_t(q) * call.dq_stride.row + col] = Element(p.scale * values[j]);
+    }
   }
 }
 

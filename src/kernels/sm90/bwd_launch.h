@@ -1,5 +1,6 @@
 // The launch of the Hopper backward (sm90a): the FA2 pre-process (D = rowsum(dO * O), dq_accum
-// cleared), the main kernel over key blocks, and its own post-process (dq_accum is row-major here).
+// cleared), the main kernel over key blocks, and its own post-process (dq_accum blocks in the
+// order of the main kernel's dQ registers).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -60,7 +61,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   const dim3 grid((p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN, p.batch, p.nheads_k);
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   if (Status s = launched("backward"); !s.ok()) return s;
-  bwd_postprocess_kernel<Element, kHeadDim><<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), 128, 0, stream>>>(call, ws);
+  sm90::bwd_postprocess_kernel<Traits><<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), 128, 0, stream>>>(call, ws);
   return launched("backward post-process");
 }
 

@@ -6,8 +6,10 @@
 //   dP^T = V_w dO^T     (same)
 //   dV_w += P^T dO      (M = 64 keys, N = d, K = 64 queries)   P^T from registers, dO viewed d x queries
 //   dK_w += dS^T Q      (same)                                  dS^T from registers, Q viewed d x queries
-//   dQ  += dS_w K_w     (M = 64 queries, N = d, K = 64 keys)   dS through shared memory; each
-//                                                               warpgroup adds its partial dQ
+//   dQ   = dS K         (M = 64 queries, N = d, K = 128 keys)  dS of both warpgroups through shared
+//                                                               memory; warpgroups take turns by step
+// The dQ of a step goes to shared memory (fp32, in the accumulator's register order) and a warp of
+// the producer warpgroup adds it to the fp32 dq_accum with one bulk reduction (cp.reduce.async.bulk).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -51,8 +53,10 @@ struct BwdTraits {
   using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kKeysPerGroup>, Int<kHeadDim>, _2>{}));
   using SmemLayoutKt = decltype(composition(
       SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kKeysPerGroup>, _2>{}, Step<_2, _1, _3>{})));
-  // dS of a step: (queries, keys of a warpgroup, warpgroup), the A operand of dQ.
-  using SmemLayoutdS = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kKeysPerGroup>, _2>{}));
+  // dS of a step: (queries, keys of a warpgroup, warpgroup + 2 x buffer), the A operand of dQ;
+  // double-buffered by step parity, so a warpgroup writes the next step's dS while the other still
+  // reads this step's for its dQ GEMM.
+  using SmemLayoutdS = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kKeysPerGroup>, _4>{}));
 
   using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
   using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
@@ -73,12 +77,20 @@ struct BwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> v;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutdS>> ds;
-    float lse_log2[2][kBlockM];  // per consumer warpgroup: lse (log2 units) and D of a step's queries
-    float dsum[2][kBlockM];
+    alignas(128) float dq[kBlockM * kHeadDim];  // a step's dQ, accumulator order (bwd_kernel.h)
+    float lse_log2[2][2][kBlockM];  // [step parity][consumer warpgroup]: lse (log2 units) and D of a
+    float dsum[2][2][kBlockM];      // step's queries
     typename Pipeline::SharedStorage pipeline_q;
     alignas(8) uint64_t barrier_kv;
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+  static constexpr uint32_t kDqBytes = uint32_t(kBlockM * kHeadDim * sizeof(float));
+
+  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); "dS of both warpgroups
+  // written" by step parity (3, 4); the dQ buffer full (5) and free (6), between the consumer
+  // warpgroup of the step and the dQ writer warp.
+  static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
+  static constexpr int kDqSyncThreads = 128 + 32;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
 
