@@ -1,6 +1,6 @@
-// The Hopper backward (BACKEND_SM90), first version, against the fp64 reference on what it covers
-// (causal, window, GQA/MQA, varlen with seqused_k and empty sequences, any scale; head dims up to
-// 128), odd shapes included; error at most 2x that of standard attention's autograd in the same
+// The Hopper backward (BACKEND_SM90) against the fp64 reference: causal, window, ALiBi, softcap,
+// dropout (the forward's mask), GQA/MQA, varlen with seqused_k and empty sequences, any scale; head
+// dims up to 128, odd shapes included; error at most 2x that of standard attention's autograd in the same
 // dtype. The forward of each case runs on the Hopper forward too. Needs an sm90 device.
 #include <gtest/gtest.h>
 
@@ -11,13 +11,10 @@ namespace flashattn::test {
 namespace {
 
 std::vector<KernelCase> sm90_bwd_cases() {
-  std::vector<KernelCase> out;
-  for (const KernelCase& k : kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128},
-                                          {{1, 1, 64, false}, {17, 113, 128, true}, {113, 17, 64, false},
-                                           {1023, 1023, 128, true}, {200, 333, 40, false}, {64, 1, 96, true},
-                                           {1, 300, 128, false}, {257, 129, 128, false}, {300, 200, 64, true}}))
-    if (k.c.dropout == 0.f && k.c.softcap == 0.f && !k.c.alibi) out.push_back(k);  // not in the first version
-  return out;
+  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128},
+                      {{1, 1, 64, false}, {17, 113, 128, true}, {113, 17, 64, false}, {1023, 1023, 128, true},
+                       {200, 333, 40, false}, {64, 1, 96, true}, {1, 300, 128, false}, {257, 129, 128, false},
+                       {300, 200, 64, true}});
 }
 
 using Sm90Bwd = GpuTestWithParam<KernelCase>;
@@ -52,7 +49,8 @@ TEST_P(Sm90Bwd, MatchesFp64Reference) {
 INSTANTIATE_TEST_SUITE_P(Features, Sm90Bwd, ::testing::ValuesIn(sm90_bwd_cases()),
                          [](const auto& info) { return info.param.c.name; });
 
-// What the first version does not take is refused by name under BACKEND_SM90.
+// What the Hopper backward does not take (deterministic mode, for now) is refused by name under
+// BACKEND_SM90.
 TEST(Sm90BwdScope, UncoveredCallsSayNotSupported) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
@@ -60,12 +58,33 @@ TEST(Sm90BwdScope, UncoveredCallsSayNotSupported) {
   Case c;
   c.dtype = FLASHATTN_BFLOAT16;
   c.head_dim = 64;
-  c.dropout = 0.1f;
   HostProblem hp(c, rng);
   HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
-  const DeviceRun r = run_on_device(hp, Backend::kSm90, &dout);
+  const DeviceRun r = run_on_device(hp, Backend::kSm90, &dout, /*deterministic=*/true);
   EXPECT_EQ(r.bwd_status.code, FLASHATTN_NOT_SUPPORTED) << r.bwd_status.message;
-  EXPECT_NE(r.bwd_status.message.find("dropout"), std::string::npos) << r.bwd_status.message;
+  EXPECT_NE(r.bwd_status.message.find("deterministic"), std::string::npos) << r.bwd_status.message;
+}
+
+// AUTO runs the Hopper backward on sm90 where it covers the call: its dK and dV are summed in one
+// CTA's registers in a fixed order, so AUTO's equal BACKEND_SM90's bit for bit (and differ from
+// FA2's); what it does not take (deterministic mode) falls back to FA2.
+TEST(Sm90BwdScope, AutoPicksHopperAndFallsBack) {
+  FLASHATTN_REQUIRE_GPU();
+  if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
+  std::mt19937_64 rng(fresh_seed());
+  Case c;
+  c.dtype = FLASHATTN_BFLOAT16;
+  c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 300, c.nheads = 4, c.nheads_k = 2, c.head_dim = 128;
+  HostProblem hp(c, rng);
+  HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
+  const DeviceRun autop = run_on_device(hp, Backend::kAuto, &dout), hopper = run_on_device(hp, Backend::kSm90, &dout),
+                  fa2 = run_on_device(hp, Backend::kSm80, &dout);
+  ASSERT_TRUE(autop.bwd_status.ok() && hopper.bwd_status.ok() && fa2.bwd_status.ok()) << autop.bwd_status.message;
+  EXPECT_EQ(autop.dk, hopper.dk) << "AUTO did not run the Hopper backward";
+  EXPECT_EQ(autop.dv, hopper.dv) << "AUTO did not run the Hopper backward";
+  EXPECT_NE(autop.dk, fa2.dk) << "AUTO ran the FA2 backward";
+  const DeviceRun fallback = run_on_device(hp, Backend::kAuto, &dout, /*deterministic=*/true);
+  EXPECT_TRUE(fallback.bwd_status.ok()) << fallback.bwd_status.message;
 }
 
 }  // namespace

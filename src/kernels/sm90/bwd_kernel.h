@@ -19,6 +19,7 @@
 #include "api/validate.h"
 #include "kernels/common/block_range.h"
 #include "kernels/common/fast_exp2.h"
+#include "kernels/common/philox.h"
 #include "kernels/common/problem.h"
 #include "kernels/sm80/bwd.h"
 #include "kernels/sm90/bwd_traits.h"
@@ -43,7 +44,8 @@ __device__ __forceinline__ void sync_or_arrive(bool wait, int id, int threads) {
       : "memory");
 }
 
-template <typename Traits>
+// kDropout and kTransform (softcap or ALiBi) are compile-time, so the common path carries neither.
+template <typename Traits, bool kDropout, bool kTransform>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     bwd_kernel(const __grid_constant__ BwdKernelParams<Traits> params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -201,7 +203,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // (key, query) of each S^T value of this thread.
   Tensor tScS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<kKeys>, Int<kBlockM>>{}));
 
-  const float scale_log2 = p.scale * float(M_LOG2E);
+  // Scores arrive as raw q.k (the scale folded into exp2) or, with a transform, in natural units.
+  const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
+  const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
+  const PhiloxState rng = philox_state(p);
   const int diag = si.seqlen_k - si.seqlen_q;
   const int k0 = n0 + w * kKeys;  // this warpgroup's first key
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
@@ -262,27 +267,74 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - k0;
     const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - k0;
     const bool whole_block_visible = kKeys <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kKeys - 1 <= rel_hi;
+    // Per value (with dropout mask Z and the softcap derivative g):
+    //   P = exp(s - lse),  dS = P (Z dP - D) g,  and P Z feeds dV.
+    const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
     auto probabilities = [&](auto masked) {
       CUTE_UNROLL
       for (int r = 0; r < size<0>(s_rc); ++r) {
         CUTE_UNROLL
         for (int c = 0; c < kCols; ++c) {
-          const int qi = get<1>(cS_rc(r, c));
-          float prob = fast_exp2(s_rc(r, c) * scale_log2 - lse_log2[qi]);
+          const int qi = get<1>(cS_rc(r, c)), kr = get<0>(cS_rc(r, c));
+          float score = s_rc(r, c), grad = 1.f;
+          if constexpr (kTransform) {
+            score *= p.scale;
+            if (p.softcap > 0.f) {
+              const float t = tanhf(score / p.softcap);
+              score = p.softcap * t;
+              grad = 1.f - t * t;
+            }
+            if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
+          }
+          float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
           if constexpr (decltype(masked)::value) {
             // key k0 + kr sees query m0 + qi iff kr < keys_left and kr - qi in [rel_lo, rel_hi]
-            const int kr = get<0>(cS_rc(r, c)), rel = kr - qi;
+            const int rel = kr - qi;
             prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
           }
-          dp_rc(r, c) = prob * (dp_rc(r, c) - dsum_q[qi]);
+          dp_rc(r, c) = prob * (dp_rc(r, c) - dsum_q[qi]) * grad;  // Z applied below
           s_rc(r, c) = prob;
         }
       }
     };
+    // Dropout (the forward's mask, common/philox.h): one Philox call covers queries {q, q + 8} x
+    // keys {k, k + 1}. This thread holds S transposed, so a call serves its values at (k, q) and
+    // (k, q + 8): columns c and c + 2 of the row-column view. Z dP goes into acc_dp now; which
+    // values are kept is remembered in a bit per value for P Z after the probabilities.
+    static_assert(decltype(size(acc_s))::value <= 32, "a keep bit per value in one register");
+    uint32_t keep_bits = 0;
+    if constexpr (kDropout) {
+      const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, at.h);
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) {
+          if ((c / 2) % 2) continue;  // the partner of column c - 2
+          const int q = m0 + get<1>(cS_rc(r, c)), key = k0 + get<0>(cS_rc(r, c));
+          const Uint4 bits = philox4x32_10(dropout_counter(subsequence, q, key), uint32_t(rng.seed),
+                                           uint32_t(rng.seed >> 32));
+          CUTE_UNROLL
+          for (int pair = 0; pair < 2; ++pair) {
+            const int col = c + 2 * pair, w = dropout_word(q + 8 * pair, key);
+            const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
+            const bool keep = word >= p.dropout_threshold;
+            keep_bits |= uint32_t(keep) << (r * kCols + col);
+            dp_rc(r, col) = keep ? dp_rc(r, col) * keep_scale : 0.f;
+          }
+        }
+      }
+    }
     if (whole_block_visible)
       probabilities(cute::false_type{});
     else
       probabilities(cute::true_type{});
+    if constexpr (kDropout) {
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) s_rc(r, c) = (keep_bits >> (r * kCols + c)) & 1 ? s_rc(r, c) * keep_scale : 0.f;
+      }
+    }
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
     Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
     CUTE_UNROLL

@@ -56,7 +56,9 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
                                  make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, rows_k, p.nheads_k, p.k_stride), smem_k, box_k, _1{}),
                                  make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, rows_k, p.nheads_k, p.v_stride), smem_k, box_k, _1{})};
   constexpr int smem = Traits::kSmemBytes;
-  auto kernel = bwd_kernel<Traits>;
+  const bool transform = p.softcap > 0.f || p.alibi_slopes;
+  auto kernel = p.dropout_p > 0.f ? (transform ? bwd_kernel<Traits, true, true> : bwd_kernel<Traits, true, false>)
+                                  : (transform ? bwd_kernel<Traits, false, true> : bwd_kernel<Traits, false, false>);
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   const dim3 grid((p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN, p.batch, p.nheads_k);
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);

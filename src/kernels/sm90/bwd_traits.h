@@ -1,4 +1,4 @@
-// Tiles, shared-memory layouts, TMA and wgmma types of the Hopper backward (sm90a), first version.
+// Tiles, shared-memory layouts, TMA and wgmma types of the Hopper backward (sm90a).
 // A CTA owns kBlockN = 128 keys: warpgroup 0 loads (TMA), warpgroups 1 and 2 each own 64 of the
 // keys and walk the query blocks (kBlockM = 64 rows a step), keeping their dK and dV in registers.
 // Every GEMM is one warpgroup's:

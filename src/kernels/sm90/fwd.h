@@ -16,7 +16,7 @@ std::string fwd_unsupported(const FwdCall& call);
 template <int kDtype, int kHeadDim>
 Status run_fwd(const FwdCall& call, cudaStream_t stream);
 
-// The backward's first version (bwd_kernel.h): "" when it covers the call, else what is missing.
+// The Hopper backward (bwd_kernel.h): "" when it covers the call, else what is missing.
 std::string bwd_unsupported(const BwdCall& call);
 
 // kHeadDim 64 or 128.
