@@ -3,6 +3,7 @@
 // backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
 //                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
+//                   [--deterministic 0|1]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -38,7 +39,7 @@ int main(int argc, char** argv) {
   std::string out_path = "bench.json", backend_name = "auto";
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
   std::string passes = "both", causals = "both";
-  int reps = 30;
+  int reps = 30, deterministic = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
     else if (!std::strcmp(argv[i], "--backend")) backend_name = argv[i + 1];
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--pass")) passes = argv[i + 1];
     else if (!std::strcmp(argv[i], "--causal")) causals = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--deterministic")) deterministic = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
       return 2;
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
         b.dk = flashattn::make_tensor(dk, flashattn::DType::kBFloat16, {batch, s, h, d});
         b.dv = flashattn::make_tensor(dv, flashattn::DType::kBFloat16, {batch, s, h, d});
         b.backend = backend;
+        b.deterministic = deterministic;
         size_t ws = 0;
         void* workspace = nullptr;
         if (flashattn::bwd_workspace_size(b, &ws).ok() && ws) cudaMalloc(&workspace, ws);

@@ -129,9 +129,9 @@ const KernelEntry<BwdCall>* choose_bwd(const BwdCall& call, bool& hopper) {
 size_t fwd_workspace_bytes(const FwdCall&) { return 0; }
 
 size_t bwd_workspace_bytes(const BwdCall& call) {
-  bool hopper = false;
+  bool hopper = false;  // both kernels carve the same workspace (sm80/bwd.h) for their bucket
   const KernelEntry<BwdCall>* k = choose_bwd(call, hopper);
-  return k ? sm80::bwd_workspace(call.problem, k->head_dim, call.deterministic && !hopper).bytes : 0;
+  return k ? sm80::bwd_workspace(call.problem, k->head_dim, call.deterministic).bytes : 0;
 }
 
 Status dispatch_fwd(const FwdCall& call, cudaStream_t stream) {

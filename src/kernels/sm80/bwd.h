@@ -22,12 +22,14 @@ constexpr int bwd_block_m(int head_dim_bucket) { return head_dim_bucket <= 64 ? 
 //             bytes. Blocks of sequence b start at padded row dq_accum_row0 (varlen: every sequence
 //             gets up to block_m rows of padding, so blocks never overlap).
 //   dsum      float [nheads x rows]  D = rowsum(dO * O) (FA2, Alg. 2), indexed like softmax_lse
-//   semaphore int [batch x nheads x m_blocks]  deterministic mode: key blocks done per query block
+//   semaphore int [batch x nheads x sem_blocks]  deterministic mode: key blocks done per query block
+//             (sem_blocks counts 64-row blocks, the Hopper backward's; FA2 uses m_blocks of them)
 struct BwdWorkspace {
   size_t dq_accum = 0, dsum = 0, semaphore = 0;  // byte offsets
   size_t dq_accum_bytes = 0, semaphore_bytes = 0, bytes = 0;
   int64_t rows_per_head = 0;  // padded rows of dq_accum per head
   int m_blocks = 0;           // query blocks of the longest sequence
+  int sem_blocks = 0;         // 64-row query blocks of the longest sequence (>= m_blocks)
   int block_m = 0;            // query rows per block
 };
 
@@ -41,7 +43,8 @@ inline BwdWorkspace bwd_workspace(const Problem& p, int head_dim_bucket, bool de
   w.dq_accum_bytes = size_t(w.rows_per_head) * size_t(p.nheads) * size_t(head_dim_bucket) * sizeof(float);
   w.dsum = align(w.dq_accum_bytes);
   w.semaphore = w.dsum + align(rows * size_t(p.nheads) * sizeof(float));
-  w.semaphore_bytes = deterministic ? size_t(p.batch) * size_t(p.nheads) * size_t(w.m_blocks) * sizeof(int) : 0;
+  w.sem_blocks = (p.seqlen_q + 63) / 64;
+  w.semaphore_bytes = deterministic ? size_t(p.batch) * size_t(p.nheads) * size_t(w.sem_blocks) * sizeof(int) : 0;
   w.bytes = w.semaphore + align(w.semaphore_bytes);
   return w;
 }

@@ -20,7 +20,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   using Traits = BwdTraits<Element, kHeadDim>;
   const Problem& p = call.problem;
   if (std::string why = bwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 backward with " + why);
-  const sm80::BwdWorkspace ws = sm80::bwd_workspace(p, kHeadDim, false);
+  const sm80::BwdWorkspace ws = sm80::bwd_workspace(p, kHeadDim, call.deterministic);
   if (call.workspace_size < ws.bytes)
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(ws.bytes));
@@ -32,7 +32,8 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
                                        std::string("flashattn: sm90 ") + what + " launch failed: " + cudaGetErrorString(err)};
   };
   char* workspace = static_cast<char*>(call.workspace);
-  if (cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream) != cudaSuccess)
+  if (cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream) != cudaSuccess ||
+      (ws.semaphore_bytes > 0 && cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream) != cudaSuccess))
     return launched("workspace clear");
   const dim3 pre_grid((p.seqlen_q + sm80::kPrePostRowsPerBlock - 1) / sm80::kPrePostRowsPerBlock, p.nheads, p.batch);
   sm80::bwd_preprocess_kernel<Element, kHeadDim><<<pre_grid, 32 * sm80::kPrePostRowsPerBlock, 0, stream>>>(call, ws);

@@ -19,7 +19,6 @@ std::string fwd_unsupported(const FwdCall& call) {
 
 std::string bwd_unsupported(const BwdCall& call) {
   const Problem& p = call.problem;
-  if (call.deterministic) return "deterministic mode (not yet)";
   if (p.varlen && (p.total_q > INT32_MAX || p.total_k > INT32_MAX)) return "more than 2^31 packed rows";
   if ((p.varlen ? p.total_k : p.seqlen_k) == 0 || (p.varlen ? p.total_q : p.seqlen_q) == 0)
     return "no keys or no queries at all (no TMA descriptor for an empty tensor)";
