@@ -19,9 +19,13 @@ import time
 
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5}
 
-def auto_kernel(ps, major):
-    """The kernel AUTO runs for a pass on a device of compute capability `major` (sm90a forward on Hopper)."""
-    return "sm90" if ps == "fwd" and major == 9 else "sm80"
+def auto_kernel(ps, major, d):
+    """The kernel AUTO runs for a pass at head dim `d` on a device of compute capability `major`: on
+    Hopper the sm90a forward, and the sm90a backward where its head-dim bucket (64, 128) is FA2's."""
+    if major != 9:
+        return "sm80"
+    fa2_bucket = next(b for b in (32, 64, 96, 128, 192, 256) if b >= d)
+    return "sm90" if ps == "fwd" or fa2_bucket in (64, 128) else "sm80"
 
 PEERS = {"torch-fa2": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "mem-eff": "EFFICIENT_ATTENTION", "math": "MATH"}
 
@@ -127,7 +131,7 @@ def run_point(args, d, causal, s, passes, peers):
 
     for impl, fn, inputs, grad in impls:
         for ps in passes:
-            kernel = auto_kernel(ps, torch.cuda.get_device_capability()[0]) if args.backend == "auto" else args.backend
+            kernel = auto_kernel(ps, torch.cuda.get_device_capability()[0], d) if args.backend == "auto" else args.backend
             row = dict(impl=impl, **({"kernel": kernel} if impl == "flashattn" else {}), **{"pass": ps}, **base)
             try:
                 if ps == "fwd":
