@@ -1,6 +1,7 @@
 // Tiles, shared-memory layouts, TMA and wgmma types of the Hopper backward (sm90a).
-// A CTA owns kBlockN = 128 keys: warpgroup 0 loads (TMA), warpgroups 1 and 2 each own 64 of the
-// keys and walk the query blocks (kBlockM = 64 rows a step), keeping their dK and dV in registers.
+// A CTA owns kBlockN = 128 keys: in warpgroup 0, warp 0 loads (TMA) and warp 1 adds dQ up;
+// warpgroups 1 and 2 each own 64 of the keys and walk the query blocks (kBlockM = 64 rows a step),
+// keeping their dK and dV in registers.
 // Every GEMM is one warpgroup's:
 //   S^T  = K_w Q^T      (M = 64 keys, N = 64 queries, K = d)   both operands in shared memory
 //   dP^T = V_w dO^T     (same)

@@ -8,11 +8,11 @@
 
 namespace flashattn::sm90 {
 
-// What this first version covers; the dispatcher falls back to FlashAttention-2 for the rest.
+// What the Hopper forward covers; the dispatcher falls back to FlashAttention-2 for the rest.
 // Returns "" when the call is covered, else what is missing.
 std::string fwd_unsupported(const FwdCall& call);
 
-// kDtype is FLASHATTN_FLOAT16 or FLASHATTN_BFLOAT16; kHeadDim the bucket (64, 128 or 256).
+// kDtype is FLASHATTN_FLOAT16 or FLASHATTN_BFLOAT16; kHeadDim the bucket (64, 96, 128, 192 or 256).
 template <int kDtype, int kHeadDim>
 Status run_fwd(const FwdCall& call, cudaStream_t stream);
 
