@@ -110,16 +110,13 @@ Status no_fast_kernel(const Problem& p, const char* pass, Backend backend) {
 // The backward kernel of a call: BACKEND_SM90 takes the Hopper one (it reports what it does not
 // cover); AUTO takes it on sm90 where it covers the call in the head-dim bucket FA2 would use (64
 // and 128, where it measured 1.4-1.9x FA2's backward on H200, bench/NOTES.md), else FA2.
-const KernelEntry<BwdCall>* choose_bwd(const BwdCall& call, bool& hopper) {
-  hopper = false;
+const KernelEntry<BwdCall>* choose_bwd(const BwdCall& call) {
   if (call.backend == Backend::kSm90 || call.backend == Backend::kAuto)
     if (const KernelEntry<BwdCall>* k = find_sm90(kSm90Bwd, call)) {
       const KernelEntry<BwdCall>* fa2 = find_sm80(kSm80Bwd, call);
       if (call.backend == Backend::kSm90 ||
-          (sm90::bwd_unsupported(call).empty() && fa2 && fa2->head_dim == k->head_dim)) {
-        hopper = true;
+          (sm90::bwd_unsupported(call).empty() && fa2 && fa2->head_dim == k->head_dim))
         return k;
-      }
     }
   return find_sm80(kSm80Bwd, call);
 }
@@ -129,8 +126,8 @@ const KernelEntry<BwdCall>* choose_bwd(const BwdCall& call, bool& hopper) {
 size_t fwd_workspace_bytes(const FwdCall&) { return 0; }
 
 size_t bwd_workspace_bytes(const BwdCall& call) {
-  bool hopper = false;  // both kernels carve the same workspace (sm80/bwd.h) for their bucket
-  const KernelEntry<BwdCall>* k = choose_bwd(call, hopper);
+  // Both kernels carve the same workspace (sm80/bwd.h) for their head-dim bucket.
+  const KernelEntry<BwdCall>* k = choose_bwd(call);
   return k ? sm80::bwd_workspace(call.problem, k->head_dim, call.deterministic).bytes : 0;
 }
 
@@ -153,8 +150,7 @@ Status dispatch_bwd(const BwdCall& call, cudaStream_t stream) {
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(bwd_workspace_bytes(call)) + " (flashattn_bwd_workspace_size)");
   if (call.backend == Backend::kReference) return reference_gpu_bwd(call, stream);
-  bool hopper = false;
-  if (const KernelEntry<BwdCall>* k = choose_bwd(call, hopper)) return k->run(call, stream);
+  if (const KernelEntry<BwdCall>* k = choose_bwd(call)) return k->run(call, stream);
   return no_fast_kernel(call.problem, "backward", call.backend);
 }
 
