@@ -23,4 +23,20 @@ FA_HOST_DEVICE BlockRange key_blocks_of(const Problem& p, int m_block, int block
   return BlockRange{begin, hi > lo ? (hi + block_n - 1) / block_n : begin};
 }
 
+// The query blocks whose key range holds key block n_block: a contiguous run, because both ends
+// of a query block's key range grow with the block. Empty (begin >= end) when none does.
+FA_HOST_DEVICE BlockRange query_blocks_of(const Problem& p, int n_block, int block_m, int block_n, int seqlen_q,
+                                          int seqlen_k) {
+  const int m_blocks = (seqlen_q + block_m - 1) / block_m;
+  BlockRange out{m_blocks, 0};
+  for (int m = 0; m < m_blocks; ++m) {
+    const BlockRange r = key_blocks_of(p, m, block_m, block_n, seqlen_q, seqlen_k);
+    if (r.begin <= n_block && n_block < r.end) {
+      out.begin = out.begin < m ? out.begin : m;
+      out.end = m + 1;
+    }
+  }
+  return out;
+}
+
 }  // namespace flashattn

@@ -35,17 +35,8 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   if (n0 >= stored_k) return;
   const int group = p.nheads / p.nheads_k;
 
-  // The query blocks whose key range holds this key block: a contiguous run, because both ends of a
-  // query block's key range grow with the block (block_range.h).
-  const int m_blocks = (si.seqlen_q + kBlockM - 1) / kBlockM;
-  int m_begin = m_blocks, m_end = 0;
-  for (int m = 0; m < m_blocks; ++m) {
-    const BlockRange r = key_blocks_of(p, m, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
-    if (r.begin <= n_block && n_block < r.end) {
-      m_begin = min(m_begin, m);
-      m_end = m + 1;
-    }
-  }
+  const BlockRange query_blocks = query_blocks_of(p, n_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
+  const int m_begin = query_blocks.begin, m_end = query_blocks.end;
   const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
 
   const PhiloxState rng = philox_state(p);

@@ -68,16 +68,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
   if (n0 >= stored_k) return;  // every thread leaves together
   const int group = p.nheads / p.nheads_k;
-  // The query blocks whose key range holds this key block: a contiguous run (block_range.h).
-  const int m_blocks = (si.seqlen_q + kBlockM - 1) / kBlockM;
-  int m_begin = m_blocks, m_end = 0;
-  for (int m = 0; m < m_blocks; ++m) {
-    const BlockRange r = key_blocks_of(p, m, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
-    if (r.begin <= n_block && n_block < r.end) {
-      m_begin = min(m_begin, m);
-      m_end = m + 1;
-    }
-  }
+  const BlockRange query_blocks = query_blocks_of(p, n_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
+  const int m_begin = query_blocks.begin, m_end = query_blocks.end;
   const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
   // Every role walks the steps in the same order: query blocks of a head, then the next head.
   struct Step {
