@@ -5,9 +5,10 @@
 // dS^T = P^T (dP^T - D) in registers, dV += P^T dO and dK += dS^T Q with the probabilities as
 // register operands. dS goes to shared memory; the warpgroups take turns computing the step's
 // dQ = dS K over all 128 keys, and warp 1 adds it to the fp32 dq_accum with one bulk reduction
-// (post-processed to dQ); in deterministic mode the key blocks add in key order. Every FA2 backward
-// feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen. Not yet: overlap between the
-// GEMMs and the softmax, ping-pong between the warpgroups.
+// (post-processed to dQ); in deterministic mode the key blocks add in key order. Inside a step the
+// GEMMs overlap the element-wise work: P is computed while dP^T runs, dS while dV += P^T dO runs.
+// Every FA2 backward feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen. Not yet:
+// ping-pong between the warpgroups, persistence over key blocks.
 #pragma once
 
 #include <cutlass/arch/barrier.h>
@@ -92,6 +93,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor sKt = cute::make_tensor(make_smem_ptr(shared.k.begin()), typename Traits::SmemLayoutKt{});
   Tensor sV = cute::make_tensor(make_smem_ptr(shared.v.begin()), typename Traits::SmemLayoutK{});
   Tensor sdS = cute::make_tensor(make_smem_ptr(shared.ds.begin()), typename Traits::SmemLayoutdS{});
+  Tensor sdSt = cute::make_tensor(make_smem_ptr(shared.ds.begin()), typename Traits::SmemLayoutdSt{});
 
   typename Pipeline::Params pipe_params;
   pipe_params.transaction_bytes = 2 * Traits::kTmaBytesQ;  // Q and dO of a step on one barrier
@@ -238,8 +240,18 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
+  // dS^T into shared memory by stmatrix, 8 x 8 tiles of the accumulator as they are held.
+  auto copy_ds = make_tiled_copy_C(typename Traits::SmemCopydS{}, mma_sdp);
+  auto thr_copy_ds = copy_ds.get_thread_slice(tid);
+  Tensor tdSsdSt = thr_copy_ds.partition_D(sdSt);  // (CPY, CPY_M, CPY_N, warpgroup + 2 x buffer)
+  // Without a transform the probabilities are ready before dP^T: P is computed (and dV += P^T dO
+  // issued) while the dP^T GEMM still runs. With softcap/ALiBi both are computed in one pass after
+  // both GEMMs (the softcap derivative would otherwise be kept in 32 more registers).
+  constexpr bool kEarlyP = !kTransform;
   cutlass::PipelineState<Traits::kStages> state;
   Step at = first_step;
+  // The lse/D value of the next step is loaded one step ahead, so its latency hides under a step.
+  float row_stat = steps > 0 ? load_row_stat(first_step) : 0.f;
   for (int step = 0; step < steps; ++step, advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
@@ -253,71 +265,34 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       cute::gemm(mma_sdp, tSrK(_, _, k), tSrQ(_, _, k, st), acc_s);
       mma_sdp.accumulate_ = GMMA::ScaleOut::One;
     }
+    warpgroup_commit_batch();  // group 1: S^T
     mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
     CUTE_UNROLL
     for (int k = 0; k < size<2>(tdPrV); ++k) {
       cute::gemm(mma_sdp, tdPrV(_, _, k), tdPrdO(_, _, k, st), acc_dp);
       mma_sdp.accumulate_ = GMMA::ScaleOut::One;
     }
-    warpgroup_commit_batch();
+    warpgroup_commit_batch();  // group 2: dP^T
 
-    // This step's lse and D into shared memory, loaded under the GEMMs (buffer of the step's
-    // parity: the other one may still be read by slower threads of the previous step).
-    (tid < kBlockM ? shared.lse_log2 : shared.dsum)[parity][w][tid % kBlockM] = load_row_stat(at);
+    // This step's lse and D into shared memory (buffer of the step's parity: the other one may
+    // still be read by slower threads of the previous step), the next step's loaded.
+    (tid < kBlockM ? shared.lse_log2 : shared.dsum)[parity][w][tid % kBlockM] = row_stat;
+    if (step + 1 < steps) {
+      Step next = at;
+      advance(next);
+      row_stat = load_row_stat(next);
+    }
     cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written
     const float* lse_log2 = shared.lse_log2[parity][w];
     const float* dsum_q = shared.dsum[parity][w];
     Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kCols = decltype(size<1>(cS_rc))::value;
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(acc_s);
-    warpgroup_fence_operand(acc_dp);
-
-    // P^T = exp(scale S^T - lse), masked; dS^T = P^T (dP^T - D) (Alg. 2 lines 13-16). The mask is
-    // per element only where this warpgroup's 64 x 64 block crosses the sequence end or the
-    // causal/window diagonal (a step-uniform test; the element loop stays branch-free elsewhere).
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
-    // Key k sees query q iff k < seqlen_k and q + diag - window_left <= k <= q + diag + window_right
-    // (a negative window is unbounded), in block-local coordinates:
-    const int keys_left = si.seqlen_k - k0;
-    const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - k0;
-    const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - k0;
-    const bool whole_block_visible = kKeys <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kKeys - 1 <= rel_hi;
-    // Per value (with dropout mask Z and the softcap derivative g):
-    //   P = exp(s - lse),  dS = P (Z dP - D) g,  and P Z feeds dV.
-    const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
-    auto probabilities = [&](auto masked) {
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) {
-          const int qi = get<1>(cS_rc(r, c)), kr = get<0>(cS_rc(r, c));
-          float score = s_rc(r, c), grad = 1.f;
-          if constexpr (kTransform) {
-            score *= p.scale;
-            if (p.softcap > 0.f) {
-              const float t = tanhf(score / p.softcap);
-              score = p.softcap * t;
-              grad = 1.f - t * t;
-            }
-            if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
-          }
-          float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
-          if constexpr (decltype(masked)::value) {
-            // key k0 + kr sees query m0 + qi iff kr < keys_left and kr - qi in [rel_lo, rel_hi]
-            const int rel = kr - qi;
-            prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
-          }
-          dp_rc(r, c) = prob * (dp_rc(r, c) - dsum_q[qi]) * grad;  // Z applied below
-          s_rc(r, c) = prob;
-        }
-      }
-    };
-    // Dropout (the forward's mask, common/philox.h): one Philox call covers queries {q, q + 8} x
-    // keys {k, k + 1}. This thread holds S transposed, so a call serves its values at (k, q) and
-    // (k, q + 8): columns c and c + 2 of the row-column view. Z dP goes into acc_dp now; which
-    // values are kept is remembered in a bit per value for P Z after the probabilities.
+
+    // Dropout (the forward's mask, common/philox.h), under the GEMMs: one Philox call covers queries
+    // {q, q + 8} x keys {k, k + 1}. This thread holds S transposed, so a call serves its values at
+    // (k, q) and (k, q + 8): columns c and c + 2 of the row-column view. A keep bit per value.
     static_assert(decltype(size(acc_s))::value <= 32, "a keep bit per value in one register");
     uint32_t keep_bits = 0;
     if constexpr (kDropout) {
@@ -332,51 +307,107 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                                            uint32_t(rng.seed >> 32));
           CUTE_UNROLL
           for (int pair = 0; pair < 2; ++pair) {
-            const int col = c + 2 * pair, w = dropout_word(q + 8 * pair, key);
-            const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
-            const bool keep = word >= p.dropout_threshold;
-            keep_bits |= uint32_t(keep) << (r * kCols + col);
-            dp_rc(r, col) = keep ? dp_rc(r, col) * keep_scale : 0.f;
+            const int col = c + 2 * pair, which = dropout_word(q + 8 * pair, key);
+            const uint32_t word = which == 0 ? bits.x : which == 1 ? bits.y : which == 2 ? bits.z : bits.w;
+            keep_bits |= uint32_t(word >= p.dropout_threshold) << (r * kCols + col);
           }
         }
       }
     }
+    auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
+    // Per value (with dropout mask Z and the softcap derivative g):
+    //   P = exp(s - lse),  dS = P (Z dP - D) g,  and P Z feeds dV  (Alg. 2 lines 13-16).
+    auto ds_value = [&](int r, int c, float prob, float grad) {
+      const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
+      return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
+    };
+    if constexpr (kEarlyP) warpgroup_wait<1>();  // S^T done
+    else warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_s);
+
+    // P^T = exp(scale S^T - lse), masked per element only where this warpgroup's 64 x 64 block
+    // crosses the sequence end or the causal/window diagonal (a step-uniform test; the element loop
+    // stays branch-free elsewhere). Key k sees query q iff k < seqlen_k and
+    // q + diag - window_left <= k <= q + diag + window_right (a negative window is unbounded), in
+    // block-local coordinates:
+    const int keys_left = si.seqlen_k - k0;
+    const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - k0;
+    const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - k0;
+    const bool whole_block_visible = kKeys <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kKeys - 1 <= rel_hi;
+    const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
+    const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
+    auto probabilities = [&](auto masked) {
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) {
+          const int qi = get<1>(cS_rc(r, c)), kr = get<0>(cS_rc(r, c));
+          float score = s_rc(r, c);
+          [[maybe_unused]] float grad = 1.f;
+          if constexpr (kTransform) {
+            score *= p.scale;
+            if (p.softcap > 0.f) {
+              const float t = tanhf(score * softcap_inv);
+              score = p.softcap * t;
+              grad = 1.f - t * t;
+            }
+            if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
+          }
+          float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
+          if constexpr (decltype(masked)::value) {
+            // key k0 + kr sees query m0 + qi iff kr < keys_left and kr - qi in [rel_lo, rel_hi]
+            const int rel = kr - qi;
+            prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
+          }
+          if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
+          s_rc(r, c) = prob;
+        }
+      }
+    };
     if (whole_block_visible)
       probabilities(cute::false_type{});
     else
       probabilities(cute::true_type{});
-    if constexpr (kDropout) {
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) s_rc(r, c) = (keep_bits >> (r * kCols + c)) & 1 ? s_rc(r, c) * keep_scale : 0.f;
-      }
-    }
-    Tensor rP = cute::make_tensor<Element>(acc_s.layout());
-    Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
-    CUTE_UNROLL
-    for (int i = 0; i < size(acc_s); ++i) {
-      rP(i) = Element(acc_s(i));
-      rdS(i) = Element(acc_dp(i));
-    }
-    // dS (query, key) into shared memory for dQ, visible to the async proxy (wgmma); then "this
-    // warpgroup's half is written": the step's dQ warpgroup waits for both halves, the other goes on.
-    Tensor sdS_w = sdS(_, _, w + 2 * parity);
-    CUTE_UNROLL
-    for (int i = 0; i < size(rdS); ++i) sdS_w(get<1>(tScS(i)), get<0>(tScS(i))) = rdS(i);
-    cutlass::arch::fence_view_async_shared();
-    const bool dq_turn = w == parity;  // the warpgroups take turns computing dQ
 
+    // dV += (P Z)^T dO, issued as soon as P is (group 3).
+    Tensor rP = cute::make_tensor<Element>(acc_s.layout());
+    Tensor rP_rc = cute::make_tensor(rP.data(), rowcol(rP.layout()));
+    CUTE_UNROLL
+    for (int r = 0; r < size<0>(s_rc); ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
+    }
     Tensor tdVrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
-    Tensor tdKrdS = cute::make_tensor(rdS.data(), acc_as_operand_a(rdS.layout()));
     warpgroup_fence_operand(acc_dv);
-    warpgroup_fence_operand(acc_dk);
     warpgroup_arrive();
     CUTE_UNROLL
     for (int k = 0; k < size<2>(tdVrP); ++k) cute::gemm(mma_kv, tdVrP(_, _, k), tdVrdOt(_, _, k, st), acc_dv);
+    warpgroup_commit_batch();
+
+    if constexpr (kEarlyP) {
+      warpgroup_wait<1>();  // dP^T done (groups retire in order; dV may still run)
+      warpgroup_fence_operand(acc_dp);
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) dp_rc(r, c) = ds_value(r, c, s_rc(r, c), 1.f);
+      }
+    }
+    Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc_dp); ++i) rdS(i) = Element(acc_dp(i));
+    // dS^T into shared memory for dQ, visible to the async proxy (wgmma); then "this warpgroup's
+    // half is written": the step's dQ warpgroup waits for both halves, the other goes on.
+    copy(copy_ds, thr_copy_ds.retile_S(rdS), tdSsdSt(_, _, _, w + 2 * parity));
+    cutlass::arch::fence_view_async_shared();
+    const bool dq_turn = w == parity;  // the warpgroups take turns computing dQ
+
+    Tensor tdKrdS = cute::make_tensor(rdS.data(), acc_as_operand_a(rdS.layout()));
+    warpgroup_fence_operand(acc_dk);
+    warpgroup_arrive();
     CUTE_UNROLL
     for (int k = 0; k < size<2>(tdKrdS); ++k) cute::gemm(mma_kv, tdKrdS(_, _, k), tdKrQt(_, _, k, st), acc_dk);
-    warpgroup_commit_batch();
+    warpgroup_commit_batch();  // group 4: dK += dS^T Q
     // Under those GEMMs: the step's dQ warpgroup waits until both halves of dS are written, the
     // other only says its half is (one predicated instruction: no branch around the wgmma operands).
     sync_or_arrive(dq_turn, Traits::kBarrierDsFull + parity, 256);

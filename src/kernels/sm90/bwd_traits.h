@@ -41,9 +41,10 @@ struct BwdTraits {
   using TiledMmaKV = decltype(make_tiled_mma(
       GMMA::rs_op_selector<Element, Element, float, Shape<Int<kKeysPerGroup>, Int<kHeadDim>, Int<kBlockM>>,
                            GMMA::Major::K, GMMA::Major::MN>()));
+  // dS arrives from shared memory M-major (queries contiguous: it is stored as the S^T tile is held).
   using TiledMmaQ = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kKeysPerGroup>>,
-                           GMMA::Major::K, GMMA::Major::MN>()));
+                           GMMA::Major::MN, GMMA::Major::MN>()));
 
   using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;  // 8 rows x 64 elements
   // Q and dO: (queries, d, stage); viewed (d, queries, stage) as the B operand of dK / dV.
@@ -54,10 +55,14 @@ struct BwdTraits {
   using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kKeysPerGroup>, Int<kHeadDim>, _2>{}));
   using SmemLayoutKt = decltype(composition(
       SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kKeysPerGroup>, _2>{}, Step<_2, _1, _3>{})));
-  // dS of a step: (queries, keys of a warpgroup, warpgroup + 2 x buffer), the A operand of dQ;
-  // double-buffered by step parity, so a warpgroup writes the next step's dS while the other still
-  // reads this step's for its dQ GEMM.
-  using SmemLayoutdS = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kKeysPerGroup>, _4>{}));
+  // dS of a step, stored as the warpgroup holds it: dS^T (keys of a warpgroup, queries, warpgroup +
+  // 2 x buffer) with queries contiguous, so whole 8 x 8 tiles go out with stmatrix; viewed (queries,
+  // keys, ...) as the M-major A operand of dQ. Double-buffered by step parity, so a warpgroup writes
+  // the next step's dS while the other still reads this step's for its dQ GEMM.
+  using SmemLayoutdSt = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kKeysPerGroup>, Int<kBlockM>, _4>{}));
+  using SmemLayoutdS = decltype(composition(
+      SmemLayoutdSt{}, make_ordered_layout(Shape<Int<kBlockM>, Int<kKeysPerGroup>, _4>{}, Step<_2, _1, _3>{})));
+  using SmemCopydS = Copy_Atom<SM90_U32x4_STSM_N, Element>;
 
   using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
   using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
@@ -77,7 +82,7 @@ struct BwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> dout;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> v;
-    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutdS>> ds;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutdSt>> ds;
     alignas(128) float dq[kBlockM * kHeadDim];  // a step's dQ, accumulator order (bwd_kernel.h)
     float lse_log2[2][2][kBlockM];  // [step parity][consumer warpgroup]: lse (log2 units) and D of a
     float dsum[2][2][kBlockM];      // step's queries
