@@ -13,6 +13,7 @@
 #include "kernels/common/block_range.h"
 #include "kernels/common/fast_exp2.h"
 #include "kernels/common/problem.h"
+#include "kernels/common/store_tile.h"
 #include "kernels/common/score.h"
 #include "kernels/sm80/bwd_traits.h"
 #include "kernels/sm80/tile_utils.h"
@@ -308,14 +309,11 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   Tensor tdKVcdKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
   Element* dk_ptr = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
   Element* dv_ptr = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
-  CUTE_UNROLL
-  for (int i = 0; i < size(acc_dk); ++i) {
-    const int row = n0 + get<0>(tdKVcdKV(i)), col = get<1>(tdKVcdKV(i));
-    if (row < stored_k && col < p.head_dim) {
-      dk_ptr[int64_t(row) * call.dk_stride.row + col] = Element(p.scale * acc_dk(i));
-      dv_ptr[int64_t(row) * call.dv_stride.row + col] = Element(acc_dv(i));
-    }
-  }
+  Tensor cKV_rc = cute::make_tensor(tdKVcdKV.data(), rowcol(tdKVcdKV.layout()));
+  store_tile(dk_ptr + int64_t(n0) * call.dk_stride.row, call.dk_stride.row, stored_k - n0, p.head_dim,
+             cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())), cKV_rc, p.scale);
+  store_tile(dv_ptr + int64_t(n0) * call.dv_stride.row, call.dv_stride.row, stored_k - n0, p.head_dim,
+             cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())), cKV_rc);
 }
 
 }  // namespace flashattn::sm80

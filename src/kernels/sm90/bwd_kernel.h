@@ -24,6 +24,7 @@
 #include "kernels/common/fast_exp2.h"
 #include "kernels/common/philox.h"
 #include "kernels/common/problem.h"
+#include "kernels/common/store_tile.h"
 #include "kernels/sm80/bwd.h"
 #include "kernels/sm90/bwd_traits.h"
 #include "kernels/sm90/fwd_kernel.h"  // rowcol, acc_as_operand_a
@@ -450,14 +451,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tKVcKV = thr_kv.partition_C(make_identity_tensor(Shape<Int<kKeys>, Int<kHeadDim>>{}));
   Element* dk_ptr = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
   Element* dv_ptr = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
-  CUTE_UNROLL
-  for (int i = 0; i < size(acc_dk); ++i) {
-    const int key = k0 + get<0>(tKVcKV(i)), col = get<1>(tKVcKV(i));
-    if (key < stored_k && col < p.head_dim) {
-      dk_ptr[int64_t(key) * call.dk_stride.row + col] = Element(p.scale * acc_dk(i));
-      dv_ptr[int64_t(key) * call.dv_stride.row + col] = Element(acc_dv(i));
-    }
-  }
+  Tensor cKV_rc = cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout()));
+  store_tile(dk_ptr + int64_t(k0) * call.dk_stride.row, call.dk_stride.row, stored_k - k0, p.head_dim,
+             cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())), cKV_rc, p.scale);
+  store_tile(dv_ptr + int64_t(k0) * call.dv_stride.row, call.dv_stride.row, stored_k - k0, p.head_dim,
+             cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())), cKV_rc);
 #endif
 }
 
@@ -479,14 +477,24 @@ __global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call
   Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
   typename Traits::TiledMmaQ mma_q;
   Tensor tQcQ = mma_q.get_thread_slice(threadIdx.x).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  // Values i, i + 1 (i even) are neighbours in a row: one 4-byte store where the destination allows.
+  const bool paired = reinterpret_cast<uintptr_t>(dq) % 4 == 0 && call.dq_stride.row % 2 == 0;
   CUTE_UNROLL
   for (int i = 0; i < size(tQcQ); i += 4) {
     const float4 v = *reinterpret_cast<const float4*>(block + (i / 4) * 512 + 4 * threadIdx.x);
     const float values[4] = {v.x, v.y, v.z, v.w};
     CUTE_UNROLL
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < 4; j += 2) {
       const int q = m_block * kBlockM + get<0>(tQcQ(i + j)), col = get<1>(tQcQ(i + j));
-      if (q < si.seqlen_q && col < p.head_dim) dq[int64_t(q) * call.dq_stride.row + col] = Element(p.scale * values[j]);
+      if (q >= si.seqlen_q) continue;
+      Element* out = dq + int64_t(q) * call.dq_stride.row + col;
+      if (paired && col + 1 < p.head_dim) {
+        const uint32_t lo = Element(p.scale * values[j]).raw(), hi = Element(p.scale * values[j + 1]).raw();
+        *reinterpret_cast<uint32_t*>(out) = lo | hi << 16;
+      } else {
+        if (col < p.head_dim) out[0] = Element(p.scale * values[j]);
+        if (col + 1 < p.head_dim) out[1] = Element(p.scale * values[j + 1]);
+      }
     }
   }
 }

@@ -6,7 +6,7 @@
 // Inside a consumer warpgroup, S of the next key block runs under this block's softmax and P V
 // (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong). The
 // CTA loops over tiles, persistent (fwd_launch.h). Not yet: a shared-memory/TMA-store epilogue
-// (O goes to global memory from registers).
+// (O goes to global memory from registers, two columns a store).
 #pragma once
 
 #include <cutlass/arch/barrier.h>
@@ -79,8 +79,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // (last, first), (last - 1, second), ...: under causal masking the two of a pair see m_blocks + 1
   // key blocks together, so every pair is the same work and a static stride balances (it did not
   // over single tiles: causal d256 8k lost 27%). An odd count gets an empty partner. The producer
-  // runs ahead into the next tile's K/V while the consumers finish this one, and loads its Q as
-  // soon as they release sQ.
+  // runs ahead into the next tile's K/V while the consumers finish this one; with two Q buffers
+  // (kQStages, d <= 128) the next tile's Q loads during this tile, with one as soon as the consumers
+  // release it.
   struct Tile {
     int m_block, h, b;
     SeqInfo si;
@@ -113,8 +114,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Pipeline pipeline_k(shared.pipeline_k, pipe_params, Shape<_1, _1, _1>{});
   Pipeline pipeline_v(shared.pipeline_v, pipe_params, Shape<_1, _1, _1>{});
   if (threadIdx.x == 0) {
-    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q, 1);
-    cutlass::arch::ClusterBarrier::init(&shared.barrier_q_free, Traits::kConsumerThreads);
+    for (int i = 0; i < Traits::kQStages; ++i) {
+      cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q[i], 1);
+      cutlass::arch::ClusterBarrier::init(&shared.barrier_q_free[i], Traits::kConsumerThreads);
+    }
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();  // barriers initialized before anyone waits on them
@@ -143,8 +146,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(tile.m_block, _0{}));
         Tensor gK = local_tile(mK_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
         Tensor gV = local_tile(mV_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
-        auto [tQgQ, tQsQ] =
-            tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+        const int q_stage = q_loads % Traits::kQStages;
+        auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, q_stage)),
+                                          group_modes<0, 2>(gQ));
         auto [tKgK, tKsK] =
             tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
         auto [tVgV, tVsV] =
@@ -157,9 +161,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           pipeline_k.producer_acquire(state);
           copy(params.tma_k.with(*pipeline_k.producer_get_barrier(state)), tKgK(_, n_first), tKsK(_, state.index()));
         }
-        if (q_loads > 0) cutlass::arch::ClusterBarrier::wait(&shared.barrier_q_free, (q_loads - 1) & 1);
-        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kTmaBytesQ);
-        copy(params.tma_q.with(shared.barrier_q), tQgQ, tQsQ);
+        if (q_loads >= Traits::kQStages)  // the consumers released this buffer's previous Q
+          cutlass::arch::ClusterBarrier::wait(&shared.barrier_q_free[q_stage], (q_loads / Traits::kQStages - 1) & 1);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q[q_stage], Traits::kTmaBytesQ);
+        copy(params.tma_q.with(shared.barrier_q[q_stage]), tQgQ, tQsQ);
         ++q_loads;
         for (int n = n_first; n >= tile.keys.begin; --n) {
           if (n != n_first) {
@@ -182,7 +187,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   typename Traits::TiledMmaO mma_o;
   auto thr_s = mma_s.get_thread_slice(tid);
   auto thr_o = mma_o.get_thread_slice(tid);
-  Tensor tSrQ = thr_s.partition_fragment_A(sQ);  // descriptors
+  Tensor tSrQ = thr_s.partition_fragment_A(sQ);  // descriptors (MMA, MMA_M, MMA_K, Q stage)
   Tensor tSrK = thr_s.partition_fragment_B(sK);  // (MMA, MMA_N, MMA_K, stages)
   Tensor tOrV = thr_o.partition_fragment_B(sVt);
   Tensor acc_o = partition_fragment_C(mma_o, Shape<Int<kBlockM>, Int<kHeadDim>>{});
@@ -198,7 +203,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   cutlass::PipelineState<Traits::kStages> state;
   int q_loads = 0;
   // Each consumer thread arrives once per tile, when its last S = Q K^T has retired.
-  auto release_q = [&] { cutlass::arch::ClusterBarrier::arrive(&shared.barrier_q_free); };
+  auto release_q = [&] { cutlass::arch::ClusterBarrier::arrive(&shared.barrier_q_free[(q_loads - 1) % Traits::kQStages]); };
 
   for (int t = 2 * blockIdx.x; t < params.num_tiles; t += t % 2 ? 2 * gridDim.x - 1 : 1) {
     const Tile tile = tile_at(t);
@@ -206,6 +211,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const int m_block = tile.m_block, h = tile.h, b = tile.b;
     const SeqInfo& si = tile.si;
     const BlockRange& keys = tile.keys;
+    const int q_stage = q_loads % Traits::kQStages;
     clear(acc_o);
     const int m0 = m_block * kBlockM;
     sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left,       p.window_right,
@@ -221,7 +227,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       warpgroup_arrive();
       CUTE_UNROLL
       for (int k = 0; k < size<2>(tSrQ); ++k) {
-        cute::gemm(mma_s, tSrQ(_, _, k), tSrK(_, _, k, st), acc_s);
+        cute::gemm(mma_s, tSrQ(_, _, k, q_stage), tSrK(_, _, k, st), acc_s);
         mma_s.accumulate_ = GMMA::ScaleOut::One;
       }
       warpgroup_commit_batch();
@@ -250,7 +256,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       warpgroup_commit_batch();
     };
 
-    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, q_loads & 1);
+    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q[q_stage], (q_loads / Traits::kQStages) & 1);
     ++q_loads;
     if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
     if constexpr (!Traits::kOverlap) {

@@ -12,23 +12,23 @@
 
 namespace flashattn::sm90 {
 
-// kBlockN and K/V stages per head dim (kBlockM is 128), within 227 KB of shared memory and the
-// consumers' 240 registers. Measured (bench/NOTES.md, session 3): at d128, 176-key blocks lost 28%
-// to 128, and 3 stages beat 2 by 5% at 16k causal (equal elsewhere); d96 and d192 follow their
-// neighbours (not tuned yet).
+// kBlockN, K/V stages and Q buffers per head dim (kBlockM is 128), within 227 KB of shared memory
+// and the consumers' 240 registers. Measured (bench/NOTES.md): at d128, 176-key blocks lost 28% to
+// 128 (session 3); two Q buffers with two K/V stages beat one Q with three by 0-2.5% (session 5);
+// d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E>
 struct FwdTile<E, 64> {
-  using type = FwdTraits<E, 64, 128, 3>;
+  using type = FwdTraits<E, 64, 128, 3, 2>;
 };
 template <typename E>
 struct FwdTile<E, 96> {
-  using type = FwdTraits<E, 96, 128, 3>;
+  using type = FwdTraits<E, 96, 128, 3, 2>;
 };
 template <typename E>
 struct FwdTile<E, 128> {
-  using type = FwdTraits<E, 128, 128, 3>;
+  using type = FwdTraits<E, 128, 128, 2, 2>;
 };
 template <typename E>
 struct FwdTile<E, 192> {
@@ -60,7 +60,7 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
   FwdKernelParams<Traits> params{
       call,
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, rows_q, p.nheads, p.q_stride), typename Traits::SmemLayoutQ{},
+      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, rows_q, p.nheads, p.q_stride), take<0, 2>(typename Traits::SmemLayoutQ{}),
                     Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{}, _1{}),
       make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, rows_k, p.nheads_k, p.k_stride),
                     take<0, 2>(typename Traits::SmemLayoutK{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),

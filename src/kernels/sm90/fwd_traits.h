@@ -16,13 +16,15 @@ namespace flashattn::sm90 {
 using namespace cute;
 using cute::Tensor;
 
-template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_>
+template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, int kQStages_ = 1>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
+  // Q buffers: with two, the next tile's Q loads while this tile still reads its own.
+  static constexpr int kQStages = kQStages_;
   // S of the next key block overlaps this block's softmax and P V: a second S accumulator, which
   // only fits the registers up to d = 128 (d = 256 spills with dropout, ptxas -v).
   static constexpr bool kOverlap = kHeadDim <= 128;
@@ -46,7 +48,7 @@ struct FwdTraits {
   // 64-byte one otherwise (d = 96).
   using SmemAtom = std::conditional_t<kHeadDim % 64 == 0, GMMA::Layout_K_SW128_Atom<Element>,
                                       GMMA::Layout_K_SW64_Atom<Element>>;
-  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kQStages>>{}));
   using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
   using SmemLayoutV = SmemLayoutK;
   // The same bytes as (d x keys x stages): V^T for the second GEMM.
@@ -57,13 +59,13 @@ struct FwdTraits {
   using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
   using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
   using GmemTensor = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStride{}));
-  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, SmemLayoutQ{},
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutQ{}),
                                       Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
   using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
                                        Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
 
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
-  static constexpr uint32_t kTmaBytesQ = uint32_t(size(SmemLayoutQ{}) * sizeof(Element));
+  static constexpr uint32_t kTmaBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
   static constexpr uint32_t kTmaBytesKV = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
 
   struct SharedStorage {
@@ -71,8 +73,8 @@ struct FwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutV>> v;
     typename Pipeline::SharedStorage pipeline_k, pipeline_v;
-    alignas(8) uint64_t barrier_q;       // Q landed (TMA transaction count)
-    alignas(8) uint64_t barrier_q_free;  // the consumers are done reading Q
+    alignas(8) uint64_t barrier_q[kQStages];       // Q landed (TMA transaction count)
+    alignas(8) uint64_t barrier_q_free[kQStages];  // the consumers are done reading Q
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");

@@ -1,0 +1,45 @@
+// One thread's share of an accumulator tile, stored to a row-major destination in the input dtype.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include <cstdint>
+
+namespace flashattn {
+
+// acc_rc and coord_rc: the thread's values and their (row, column) relative to `tile` as (rows,
+// cols) views of an mma.sync or wgmma accumulator, where columns c and c + 1 (c even) are neighbours
+// in a row. Stores scale * value to the rows < rows_left and columns < cols_left. Where the
+// destination allows (a 4-byte aligned tile start, an even row stride, every column of the thread
+// inside cols_left) a pair goes out as one 4-byte store from a per-row pointer; otherwise element by
+// element with the column tested (64-bit address math per element made these epilogues a fifth of
+// the stall samples at short lengths: bench/NOTES.md, session 5).
+template <typename Element, typename AccRC, typename CoordRC>
+__device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, int rows_left, int cols_left,
+                                           AccRC const& acc_rc, CoordRC const& coord_rc, float scale = 1.f) {
+  static_assert(sizeof(Element) == 2 && decltype(cute::size<1>(acc_rc))::value % 2 == 0);
+  constexpr int kRows = decltype(cute::size<0>(acc_rc))::value, kCols = decltype(cute::size<1>(acc_rc))::value;
+  const int last_col = cute::get<1>(coord_rc(0, kCols - 1));  // the columns of a thread ascend
+  const bool paired = reinterpret_cast<uintptr_t>(tile) % 4 == 0 && row_stride % 2 == 0 && last_col < cols_left;
+  CUTE_UNROLL
+  for (int r = 0; r < kRows; ++r) {
+    const int row = cute::get<0>(coord_rc(r, 0));
+    if (row >= rows_left) continue;
+    Element* row_ptr = tile + int64_t(row) * row_stride;
+    if (paired) {
+      CUTE_UNROLL
+      for (int c = 0; c < kCols; c += 2) {
+        const uint32_t lo = Element(scale * acc_rc(r, c)).raw(), hi = Element(scale * acc_rc(r, c + 1)).raw();
+        *reinterpret_cast<uint32_t*>(row_ptr + cute::get<1>(coord_rc(r, c))) = lo | hi << 16;
+      }
+    } else {
+      CUTE_UNROLL
+      for (int c = 0; c < kCols; ++c) {
+        const int col = cute::get<1>(coord_rc(r, c));
+        if (col < cols_left) row_ptr[col] = Element(scale * acc_rc(r, c));
+      }
+    }
+  }
+}
+
+}  // namespace flashattn
