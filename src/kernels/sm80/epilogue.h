@@ -14,13 +14,12 @@
 
 namespace flashattn::sm80 {
 
-// acc_o_rc and coord_rc: this thread's O values and their (row in the tile, column) as (rows, cols);
-// m0: the tile's first row; lse: per row of the thread, natural log.
-template <typename Element, typename AccO, typename Coord, int kRows>
-__device__ __forceinline__ void store_out_lse(const FwdCall& call, const SeqInfo& si, int b, int h, int m0, int tid,
-                                              AccO const& acc_o_rc, Coord const& coord_rc, const float (&lse)[kRows]) {
+// coord_rc: (row in the tile, column) of this thread's accumulator values as (rows, cols); m0: the
+// tile's first row; lse: per row of the thread, natural log.
+template <typename Coord, int kRows>
+__device__ __forceinline__ void store_lse(const FwdCall& call, const SeqInfo& si, int b, int h, int m0, int tid,
+                                          Coord const& coord_rc, const float (&lse)[kRows]) {
   const Problem& p = call.problem;
-  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
   if (tid % 4 == 0) {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
@@ -28,6 +27,15 @@ __device__ __forceinline__ void store_out_lse(const FwdCall& call, const SeqInfo
       if (row < si.seqlen_q) call.lse[lse_offset(p, b, si.q_row0, row, h)] = lse[r];
     }
   }
+}
+
+// acc_o_rc: this thread's O values as (rows, cols), at coord_rc.
+template <typename Element, typename AccO, typename Coord, int kRows>
+__device__ __forceinline__ void store_out_lse(const FwdCall& call, const SeqInfo& si, int b, int h, int m0, int tid,
+                                              AccO const& acc_o_rc, Coord const& coord_rc, const float (&lse)[kRows]) {
+  const Problem& p = call.problem;
+  store_lse(call, si, b, h, m0, tid, coord_rc, lse);
+  Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
   store_tile(o_ptr + int64_t(m0) * call.out_stride.row, call.out_stride.row, si.seqlen_q - m0, p.head_dim, acc_o_rc,
              coord_rc);
 }

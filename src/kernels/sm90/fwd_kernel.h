@@ -31,6 +31,8 @@ struct FwdKernelParams {
   FwdCall call;
   typename Traits::TmaQ tma_q;
   typename Traits::TmaKV tma_k, tma_v;
+  typename Traits::TmaO tma_o;  // used where tma_store_o
+  bool tma_store_o;             // Traits::kTmaStoreO and out aligned for TMA (fwd_launch.h)
   int m_blocks;   // query blocks of the longest sequence, rounded up to even
   int num_tiles;  // m_blocks x heads x batch
 };
@@ -180,7 +182,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     return;
   }
 
-  // Consumers: warpgroups 1 and 2, 64 query rows each.
+  // Consumers: warpgroups 1 and 2, 64 query rows each. Named barriers (0 is __syncthreads): 1 and 2
+  // the ping-pong turns, 3 and 4 a warpgroup's O in shared memory (the epilogue).
+  constexpr int kBarrierO = 3;
   cutlass::arch::warpgroup_reg_alloc<240>();
   const int tid = threadIdx.x - 128;
   typename Traits::TiledMmaS mma_s;
@@ -343,9 +347,38 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     float lse[kRows];
     softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
-    sm80::store_out_lse<Element>(call, si, b, h, m0, tid, acc_o_rc,
-                                  cute::make_tensor(tOcO.data(), rowcol(tOcO.layout())), lse);
+    Tensor cO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+    const int half = warp_group - 1, half_row0 = m0 + kBlockM / 2 * half;  // this warpgroup's rows
+    // A packed varlen sequence has no TMA bound at its end: its last block goes out from registers.
+    if (Traits::kTmaStoreO && params.tma_store_o && (!p.varlen || half_row0 + kBlockM / 2 <= si.seqlen_q)) {
+      sm80::store_lse(call, si, b, h, m0, tid, cO_rc, lse);
+      Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
+      auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, typename Traits::TiledMmaOHalf{});
+      auto thr_copy_o = copy_o.get_thread_slice(thread_in_group);
+      Tensor rO = cute::make_tensor<Element>(acc_o.layout());
+      CUTE_UNROLL
+      for (int i = 0; i < size(acc_o); ++i) rO(i) = Element(acc_o(i));
+      // The last tile's store has read this half of sO (only its issuing thread can tell).
+      if (thread_in_group == 0) tma_store_wait<0>();
+      cutlass::arch::NamedBarrier::sync(128, kBarrierO + half);
+      copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, half)));
+      cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
+      cutlass::arch::NamedBarrier::sync(128, kBarrierO + half);
+      if (thread_in_group == 0) {
+        const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
+        Tensor mO = params.tma_o.get_tma_tensor(make_shape(rows_q, int32_t(p.head_dim), p.nheads, p.varlen ? 1 : p.batch));
+        Tensor mO_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mO(_, _, h, p.varlen ? 0 : b));
+        Tensor gO = local_tile(mO_seq, Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}, make_coord(2 * m_block + half, _0{}));
+        auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, half)),
+                                          group_modes<0, 2>(gO));
+        copy(params.tma_o, tOsO, tOgO);
+        tma_store_arrive();
+      }
+    } else {
+      sm80::store_out_lse<Element>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
+    }
   }  // tiles
+  if (Traits::kTmaStoreO && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read
 #endif
 }
 

@@ -64,6 +64,21 @@ struct FwdTraits {
   using TmaKV = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
                                        Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
 
+  // The epilogue: each consumer warpgroup puts its 64 rows of O in shared memory (stmatrix) and one
+  // thread stores them with TMA, where shared memory has room for O (d <= 128); above, and for rows
+  // a TMA box cannot bound (the last block of a packed varlen sequence), O goes out from registers.
+  static constexpr bool kTmaStoreO = kHeadDim <= 128;
+  using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM / 2>, Int<kHeadDim>, _2>{}));
+  using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
+  using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
+                                      Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}, _1{}));
+  // One consumer warpgroup's O accumulator (the same per-thread layout as in TiledMmaO), for the
+  // stmatrix partition of its half of O.
+  using TiledMmaOHalf = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
+                           GMMA::Major::MN>()));
+  using SmemCopyO = Copy_Atom<SM90_U32x4_STSM_N, Element>;
+
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
   static constexpr uint32_t kTmaBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
   static constexpr uint32_t kTmaBytesKV = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
@@ -72,6 +87,7 @@ struct FwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutV>> v;
+    alignas(1024) cute::ArrayEngine<Element, kTmaStoreO ? cosize_v<SmemLayoutO> : 8> o;
     typename Pipeline::SharedStorage pipeline_k, pipeline_v;
     alignas(8) uint64_t barrier_q[kQStages];       // Q landed (TMA transaction count)
     alignas(8) uint64_t barrier_q_free[kQStages];  // the consumers are done reading Q
