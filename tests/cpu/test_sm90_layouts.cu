@@ -1,12 +1,13 @@
 // Host checks of the Hopper forward's register and shared-memory layout algebra (no GPU needed):
 // the S accumulator reshaped into the A operand of O += P V holds, for every thread and value, the
 // (row, key) that wgmma expects there; each 2x2 dropout group is where philox.h puts it; rowcol()
-// groups each thread's values by row; the V^T view addresses the same bytes as V, transposed.
+// groups each thread's values by row; the V^T view addresses the same bytes as V, transposed; the
+// epilogues' assumptions about the O accumulator hold.
 #include <gtest/gtest.h>
 
 #include <cutlass/numeric_types.h>
 
-#include "kernels/sm90/fwd_kernel.h"
+#include "kernels/sm90/fwd_launch.h"
 
 namespace flashattn::sm90 {
 namespace {
@@ -57,6 +58,22 @@ void check_layouts() {
       for (int c = 0; c < size<1>(cS_rc); ++c) EXPECT_EQ(get<0>(cS_rc(r, c)), get<0>(cS_rc(r, 0)));
       for (int c = 0; c < size<1>(cO_rc); ++c) EXPECT_EQ(get<0>(cO_rc(r, c)), get<0>(cO_rc(r, 0)));
     }
+    // store_tile (common/store_tile.h): columns c, c + 1 (c even) of a row are neighbours, and a
+    // thread's columns ascend (its last one bounds them all).
+    for (int r = 0; r < size<0>(cO_rc); ++r)
+      for (int c = 0; c < size<1>(cO_rc); ++c) {
+        if (c % 2 == 0) EXPECT_EQ(get<1>(cO_rc(r, c + 1)), get<1>(cO_rc(r, c)) + 1) << "thread " << t << " col " << c;
+        if (c > 0) EXPECT_GT(get<1>(cO_rc(r, c)), get<1>(cO_rc(r, c - 1))) << "thread " << t << " col " << c;
+      }
+    // The TMA-store epilogue partitions a warpgroup's O with the one-warpgroup TiledMmaOHalf: each
+    // value is where TiledMmaO has it, 64 rows down for the second warpgroup.
+    Tensor cOh = typename Traits::TiledMmaOHalf{}.get_thread_slice(t % 128).partition_C(
+        make_identity_tensor(Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}));
+    ASSERT_EQ(int(size(cOh)), int(size(cO)));
+    for (int i = 0; i < size(cO); ++i) {
+      EXPECT_EQ(get<0>(cOh(i)) + kBlockM / 2 * (t / 128), get<0>(cO(i))) << "thread " << t << " value " << i;
+      EXPECT_EQ(get<1>(cOh(i)), get<1>(cO(i))) << "thread " << t << " value " << i;
+    }
     // The four threads of a quad (the softmax's shuffles) share each row.
     if (t % 4 == 0) {
       for (int q = 1; q < 4; ++q) {
@@ -74,11 +91,12 @@ void check_layouts() {
       for (int d = 0; d < kHeadDim; ++d) ASSERT_EQ(int(vt(d, key, st)), int(v(key, d, st)));
 }
 
-TEST(Sm90Layouts, Bf16HeadDim64) { check_layouts<FwdTraits<cutlass::bfloat16_t, 64, 128, 3>>(); }
-TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTraits<cutlass::half_t, 96, 128, 3>>(); }
-TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTraits<cutlass::bfloat16_t, 128, 128, 3>>(); }
-TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTraits<cutlass::bfloat16_t, 192, 64, 3>>(); }
-TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTraits<cutlass::half_t, 256, 64, 2>>(); }
+// The tiles the launcher uses (fwd_launch.h, FwdTile).
+TEST(Sm90Layouts, Bf16HeadDim64) { check_layouts<FwdTile<cutlass::bfloat16_t, 64>::type>(); }
+TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTile<cutlass::half_t, 96>::type>(); }
+TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTile<cutlass::bfloat16_t, 128>::type>(); }
+TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTile<cutlass::bfloat16_t, 192>::type>(); }
+TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTile<cutlass::half_t, 256>::type>(); }
 
 }  // namespace
 }  // namespace flashattn::sm90
