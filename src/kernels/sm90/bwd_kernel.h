@@ -462,39 +462,50 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 // dQ = scale * dq_accum in the input dtype with the caller's strides. A 64-row block of dq_accum
 // holds the dQ accumulator of the main kernel's TiledMmaQ in register order (value i of thread t at
 // (i / 4) * 512 + 4 t + i % 4), so thread t here reads thread t's values (16-byte loads, coalesced)
-// and finds their (row, column) from the same partition. grid (query blocks of 64, nheads, batch),
-// 128 threads.
+// and finds their (row, column) from the same partition. The block goes through shared memory so
+// that dQ leaves in whole 16-byte row pieces (stored from the accumulator layout, 4-byte pieces of
+// 8 rows a warp instruction, it took 15% of a 1k backward: bench/NOTES.md, session 5).
+// grid (query blocks of 64, nheads, batch), 128 threads.
 template <typename Traits>
 __global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call, sm80::BwdWorkspace ws) {
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kHeadDim = Traits::kHeadDim;
+  // Rows 16 bytes longer than the tile: the 8 rows of a warp's 4-byte writes land in distinct banks.
+  constexpr int kPitch = kHeadDim + 8;
+  __shared__ alignas(16) Element tile[kBlockM * kPitch];
   const Problem& p = call.problem;
   const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
   if (m_block * kBlockM >= si.seqlen_q) return;
   const float* block = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + ws.dq_accum) +
                        sm80::dq_accum_block(p, ws, b, si.q_row0, h, 0, kHeadDim) + int64_t(m_block) * kBlockM * kHeadDim;
-  Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
   typename Traits::TiledMmaQ mma_q;
   Tensor tQcQ = mma_q.get_thread_slice(threadIdx.x).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
-  // Values i, i + 1 (i even) are neighbours in a row: one 4-byte store where the destination allows.
-  const bool paired = reinterpret_cast<uintptr_t>(dq) % 4 == 0 && call.dq_stride.row % 2 == 0;
+  // Values i, i + 1 (i even) are neighbours in a row.
   CUTE_UNROLL
   for (int i = 0; i < size(tQcQ); i += 4) {
     const float4 v = *reinterpret_cast<const float4*>(block + (i / 4) * 512 + 4 * threadIdx.x);
     const float values[4] = {v.x, v.y, v.z, v.w};
     CUTE_UNROLL
     for (int j = 0; j < 4; j += 2) {
-      const int q = m_block * kBlockM + get<0>(tQcQ(i + j)), col = get<1>(tQcQ(i + j));
-      if (q >= si.seqlen_q) continue;
-      Element* out = dq + int64_t(q) * call.dq_stride.row + col;
-      if (paired && col + 1 < p.head_dim) {
-        const uint32_t lo = Element(p.scale * values[j]).raw(), hi = Element(p.scale * values[j + 1]).raw();
-        *reinterpret_cast<uint32_t*>(out) = lo | hi << 16;
-      } else {
-        if (col < p.head_dim) out[0] = Element(p.scale * values[j]);
-        if (col + 1 < p.head_dim) out[1] = Element(p.scale * values[j + 1]);
-      }
+      const uint32_t lo = Element(p.scale * values[j]).raw(), hi = Element(p.scale * values[j + 1]).raw();
+      *reinterpret_cast<uint32_t*>(&tile[get<0>(tQcQ(i + j)) * kPitch + get<1>(tQcQ(i + j))]) = lo | hi << 16;
+    }
+  }
+  __syncthreads();
+  Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
+  const bool vectors = reinterpret_cast<uintptr_t>(dq) % 16 == 0 && call.dq_stride.row % 8 == 0;
+  constexpr int kPieces = kHeadDim / 8;  // 16-byte pieces of a row
+  CUTE_UNROLL
+  for (int c = threadIdx.x; c < kBlockM * kPieces; c += 128) {
+    const int row = c / kPieces, col = c % kPieces * 8, q = m_block * kBlockM + row;
+    if (q >= si.seqlen_q) continue;
+    const Element* from = &tile[row * kPitch + col];
+    Element* to = dq + int64_t(q) * call.dq_stride.row + col;
+    if (vectors && col + 8 <= p.head_dim) {
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
+    } else {
+      for (int e = 0; e < 8 && col + e < p.head_dim; ++e) to[e] = from[e];
     }
   }
 }
