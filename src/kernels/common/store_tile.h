@@ -42,4 +42,28 @@ __device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, in
   }
 }
 
+// A block's tile staged in shared memory (kRows x kCols elements, rows kPitch elements apart, 16-byte
+// aligned) to rows < rows_left and columns < cols_left of a row-major destination, in 16-byte row
+// pieces where the destination allows (whole sectors, where stores from an accumulator layout write
+// 4 bytes of 8 rows a warp instruction); the block's kThreads threads stride over the pieces.
+template <int kRows, int kCols, int kPitch, int kThreads, typename Element>
+__device__ __forceinline__ void copy_tile_rows(const Element* tile, Element* dst, int64_t row_stride, int rows_left,
+                                               int cols_left) {
+  static_assert(sizeof(Element) == 2 && kCols % 8 == 0 && kPitch % 8 == 0);
+  constexpr int kPieces = kCols / 8;
+  const bool vectors = reinterpret_cast<uintptr_t>(dst) % 16 == 0 && row_stride % 8 == 0;
+  CUTE_UNROLL
+  for (int c = threadIdx.x; c < kRows * kPieces; c += kThreads) {
+    const int row = c / kPieces, col = c % kPieces * 8;
+    if (row >= rows_left) continue;
+    const Element* from = tile + row * kPitch + col;
+    Element* to = dst + int64_t(row) * row_stride + col;
+    if (vectors && col + 8 <= cols_left) {
+      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
+    } else {
+      for (int e = 0; e < 8 && col + e < cols_left; ++e) to[e] = from[e];
+    }
+  }
+}
+
 }  // namespace flashattn

@@ -2,13 +2,15 @@
 //   pre:  D_i = rowsum(dO_i * O_i) (line 4), one warp per (row, head);
 //   post: dQ = scale * dq_accum, converted to the input dtype and written with the caller's strides;
 //         one CTA per query block, reading dq_accum in the dQ MMA's fragment order (bwd.h).
-// Both are memory-bound and a small fraction of the backward's time.
+// Both are memory-bound; at short lengths they are a real part of the backward (at 1k, d128 on an
+// H200 the post-process took 15% until it stored through shared memory: bench/NOTES.md, session 5).
 #pragma once
 
 #include <cute/tensor.hpp>
 
 #include "api/validate.h"
 #include "kernels/common/problem.h"
+#include "kernels/common/store_tile.h"
 #include "kernels/sm80/bwd.h"
 #include "kernels/sm80/bwd_traits.h"
 
@@ -28,21 +30,35 @@ __global__ void __launch_bounds__(32 * kPrePostRowsPerBlock) bwd_preprocess_kern
   const Element* o = static_cast<const Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, row, h);
   const Element* dout =
       static_cast<const Element*>(call.dout) + row_offset(call.dout_stride, p.varlen, b, si.q_row0, row, h);
+  // 16-byte pieces (8 elements) a lane where both rows allow; element by element otherwise.
+  const bool vectors = reinterpret_cast<uintptr_t>(o) % 16 == 0 && reinterpret_cast<uintptr_t>(dout) % 16 == 0;
   float sum = 0.f;
   CUTE_UNROLL
-  for (int c = lane; c < kHeadDim; c += 32)
-    if (c < p.head_dim) sum += float(o[c]) * float(dout[c]);
+  for (int c = lane * 8; c < kHeadDim; c += 32 * 8) {
+    if (vectors && c + 8 <= p.head_dim) {
+      const uint4 ov = *reinterpret_cast<const uint4*>(o + c), dv = *reinterpret_cast<const uint4*>(dout + c);
+      const Element* oe = reinterpret_cast<const Element*>(&ov);
+      const Element* de = reinterpret_cast<const Element*>(&dv);
+      CUTE_UNROLL
+      for (int e = 0; e < 8; ++e) sum += float(oe[e]) * float(de[e]);
+    } else {
+      for (int e = c; e < c + 8 && e < p.head_dim; ++e) sum += float(o[e]) * float(dout[e]);
+    }
+  }
   CUTE_UNROLL
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   float* dsum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.dsum);
   if (lane == 0) dsum[lse_offset(p, b, si.q_row0, row, h)] = sum;
 }
 
-// grid (query blocks, nheads, batch), Traits::kThreads threads
+// grid (query blocks, nheads, batch), Traits::kThreads threads. The block goes through shared memory
+// and out in 16-byte row pieces (common/store_tile.h).
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kThreads) bwd_postprocess_kernel(const BwdCall call, BwdWorkspace ws) {
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kHeadDim = Traits::kHeadDim;
+  constexpr int kPitch = kHeadDim + 8;  // rows 16 bytes longer than the tile: fewer bank conflicts
+  __shared__ alignas(16) Element tile[kBlockM * kPitch];
   const Problem& p = call.problem;
   const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
   const SeqInfo si = seq_info(p, b);
@@ -51,13 +67,14 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_postprocess_kernel(const
                        dq_accum_block(p, ws, b, si.q_row0, h, m_block, kHeadDim);
   typename Traits::TiledMmadQ mma;
   Tensor coord = mma.get_thread_slice(tid).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
-  Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
   CUTE_UNROLL
-  for (int i = 0; i < size(coord); ++i) {
-    const int row = m_block * kBlockM + get<0>(coord(i)), col = get<1>(coord(i));
-    const float value = accum[i * Traits::kThreads + tid];
-    if (row < si.seqlen_q && col < p.head_dim) dq[int64_t(row) * call.dq_stride.row + col] = Element(p.scale * value);
-  }
+  for (int i = 0; i < size(coord); ++i)
+    tile[get<0>(coord(i)) * kPitch + get<1>(coord(i))] = Element(p.scale * accum[i * Traits::kThreads + tid]);
+  __syncthreads();
+  Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
+  copy_tile_rows<kBlockM, kHeadDim, kPitch, Traits::kThreads>(tile, dq + int64_t(m_block) * kBlockM * call.dq_stride.row,
+                                                              call.dq_stride.row, si.seqlen_q - m_block * kBlockM,
+                                                              p.head_dim);
 }
 
 }  // namespace flashattn::sm80

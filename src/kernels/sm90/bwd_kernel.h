@@ -494,20 +494,8 @@ __global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call
   }
   __syncthreads();
   Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
-  const bool vectors = reinterpret_cast<uintptr_t>(dq) % 16 == 0 && call.dq_stride.row % 8 == 0;
-  constexpr int kPieces = kHeadDim / 8;  // 16-byte pieces of a row
-  CUTE_UNROLL
-  for (int c = threadIdx.x; c < kBlockM * kPieces; c += 128) {
-    const int row = c / kPieces, col = c % kPieces * 8, q = m_block * kBlockM + row;
-    if (q >= si.seqlen_q) continue;
-    const Element* from = &tile[row * kPitch + col];
-    Element* to = dq + int64_t(q) * call.dq_stride.row + col;
-    if (vectors && col + 8 <= p.head_dim) {
-      *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
-    } else {
-      for (int e = 0; e < 8 && col + e < p.head_dim; ++e) to[e] = from[e];
-    }
-  }
+  copy_tile_rows<kBlockM, kHeadDim, kPitch, 128>(tile, dq + int64_t(m_block) * kBlockM * call.dq_stride.row,
+                                                 call.dq_stride.row, si.seqlen_q - m_block * kBlockM, p.head_dim);
 }
 
 }  // namespace flashattn::sm90
