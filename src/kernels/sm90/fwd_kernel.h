@@ -5,8 +5,9 @@
 // consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants).
 // Inside a consumer warpgroup, S of the next key block runs under this block's softmax and P V
 // (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong). The
-// CTA loops over tiles, persistent (fwd_launch.h). Not yet: a shared-memory/TMA-store epilogue
-// (O goes to global memory from registers, two columns a store).
+// CTA loops over tiles, persistent (fwd_launch.h). The epilogue: at d128 O goes through shared
+// memory and out with a TMA store per warpgroup, elsewhere from registers, two columns a store
+// (fwd_traits.h, kTmaStoreO).
 #pragma once
 
 #include <cutlass/arch/barrier.h>
