@@ -38,7 +38,8 @@ struct Row {
 int main(int argc, char** argv) {
   std::string out_path = "bench.json", backend_name = "auto";
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
-  std::string passes = "both", causals = "both";
+  std::string passes = "both";
+  std::vector<int> causals = {0, 1};  // --causal 0, 1, "0,1" or both
   int reps = 30, deterministic = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
@@ -47,7 +48,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--headdims")) headdims = parse_list(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--pass")) passes = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--causal")) causals = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--causal"))
+      causals = std::strcmp(argv[i + 1], "both") ? parse_list(argv[i + 1]) : std::vector<int>{0, 1};
     else if (!std::strcmp(argv[i], "--deterministic")) deterministic = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
@@ -73,7 +75,7 @@ int main(int argc, char** argv) {
   for (int d : headdims)
     for (int causal = 0; causal < 2; ++causal)
       for (int s : seqlens) {
-        if (causals != "both" && causal != std::atoi(causals.c_str())) continue;
+        if (std::find(causals.begin(), causals.end(), causal) == causals.end()) continue;
         const int batch = std::max(1, 16384 / s), h = 2048 / d;
         const size_t n = size_t(batch) * s * h * d;
         void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse;
