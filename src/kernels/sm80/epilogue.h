@@ -1,16 +1,16 @@
-// The forward's epilogue, shared by the FlashAttention-2 and the Hopper kernels: out (rows of this
-// sequence, columns < head_dim) and lse (one thread of each quad of a row) straight from the
-// accumulator registers, with the caller's strides.
+// The forward's epilogue from registers, shared by the FlashAttention-2 and the Hopper kernels (the
+// Hopper one stores O through shared memory and TMA at d128 and uses store_lse alone there): out
+// (rows of this sequence, columns < head_dim) and lse (one thread of each quad of a row) straight
+// from the accumulator registers, with the caller's strides.
 #pragma once
 
 #include <cute/tensor.hpp>
 
 #include <cstdint>
 
-#include "kernels/common/store_tile.h"
-
 #include "api/validate.h"
 #include "kernels/common/problem.h"
+#include "kernels/common/store_tile.h"
 
 namespace flashattn::sm80 {
 
