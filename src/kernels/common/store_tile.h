@@ -1,9 +1,11 @@
 // One thread's share of an accumulator tile, stored to a row-major destination in the input dtype.
 #pragma once
 
+#include <cstdint>
 #include <cute/tensor.hpp>
 
-#include <cstdint>
+#include "api/validate.h"
+#include "kernels/common/problem.h"
 
 namespace flashattn {
 
@@ -40,6 +42,21 @@ __device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, in
       }
     }
   }
+}
+
+// The backward's epilogue: dK (times the softmax scale: S = scale Q K^T) and dV of the keys from key0
+// of kv head hk of sequence b, as (rows, cols) views at coord_rc (rows relative to key0); keys at or
+// past stored_k are not written.
+template <typename Element, typename AccRC, typename CoordRC>
+__device__ __forceinline__ void store_dk_dv(const BwdCall& call, const SeqInfo& si, int b, int hk, int key0,
+                                            int stored_k, AccRC const& dk_rc, AccRC const& dv_rc,
+                                            CoordRC const& coord_rc) {
+  const Problem& p = call.problem;
+  Element* dk = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
+  Element* dv = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
+  store_tile(dk + int64_t(key0) * call.dk_stride.row, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc,
+             p.scale);
+  store_tile(dv + int64_t(key0) * call.dv_stride.row, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
 }
 
 // A block's tile staged in shared memory (kRows x kCols elements, rows kPitch elements apart, 16-byte

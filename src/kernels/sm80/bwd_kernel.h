@@ -307,13 +307,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   // Epilogue: dK (times the softmax scale: S = scale * Q K^T) and dV for the stored keys of this block;
   // keys at or past seqlen_k saw no query and hold zeros.
   Tensor tdKVcdKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
-  Element* dk_ptr = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
-  Element* dv_ptr = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
-  Tensor cKV_rc = cute::make_tensor(tdKVcdKV.data(), rowcol(tdKVcdKV.layout()));
-  store_tile(dk_ptr + int64_t(n0) * call.dk_stride.row, call.dk_stride.row, stored_k - n0, p.head_dim,
-             cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())), cKV_rc, p.scale);
-  store_tile(dv_ptr + int64_t(n0) * call.dv_stride.row, call.dv_stride.row, stored_k - n0, p.head_dim,
-             cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())), cKV_rc);
+  store_dk_dv<Element>(call, si, b, hk, n0, stored_k, cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
+                       cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
+                       cute::make_tensor(tdKVcdKV.data(), rowcol(tdKVcdKV.layout())));
 }
 
 }  // namespace flashattn::sm80

@@ -260,19 +260,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     warpgroup_fence_operand(acc_s);
     warpgroup_fence_operand(acc_dp);
     warpgroup_arrive();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-    CUTE_UNROLL
-    for (int k = 0; k < size<2>(tSrK); ++k) {
-      cute::gemm(mma_sdp, tSrK(_, _, k), tSrQ(_, _, k, st), acc_s);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
+    gemm_overwrite(mma_sdp, tSrK, tSrQ(_, _, _, st), acc_s);
     warpgroup_commit_batch();  // group 1: S^T
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-    CUTE_UNROLL
-    for (int k = 0; k < size<2>(tdPrV); ++k) {
-      cute::gemm(mma_sdp, tdPrV(_, _, k), tdPrdO(_, _, k, st), acc_dp);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
+    gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
     warpgroup_commit_batch();  // group 2: dP^T
 
     // This step's lse and D into shared memory (buffer of the step's parity: the other one may
@@ -449,13 +439,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   // dK (times the softmax scale: S = scale Q K^T) and dV of the stored keys of this warpgroup.
   Tensor tKVcKV = thr_kv.partition_C(make_identity_tensor(Shape<Int<kKeys>, Int<kHeadDim>>{}));
-  Element* dk_ptr = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
-  Element* dv_ptr = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
-  Tensor cKV_rc = cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout()));
-  store_tile(dk_ptr + int64_t(k0) * call.dk_stride.row, call.dk_stride.row, stored_k - k0, p.head_dim,
-             cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())), cKV_rc, p.scale);
-  store_tile(dv_ptr + int64_t(k0) * call.dv_stride.row, call.dv_stride.row, stored_k - k0, p.head_dim,
-             cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())), cKV_rc);
+  store_dk_dv<Element>(call, si, b, hk, k0, stored_k, cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
+                       cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
+                       cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout())));
 #endif
 }
 

@@ -11,6 +11,7 @@
 #include "kernels/sm80/element.h"
 #include "kernels/sm90/bwd_kernel.h"
 #include "kernels/sm90/fwd.h"
+#include "kernels/sm90/tma_view.h"
 
 namespace flashattn::sm90 {
 
@@ -39,23 +40,18 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   sm80::bwd_preprocess_kernel<Element, kHeadDim><<<pre_grid, 32 * sm80::kPrePostRowsPerBlock, 0, stream>>>(call, ws);
   if (Status s = launched("backward pre-process"); !s.ok()) return s;
 
-  const int32_t batches = p.varlen ? 1 : p.batch;
-  auto gmem = [&](const void* ptr, int64_t rows, int heads, const RowStrides& st) {
-    return cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)),
-                             make_shape(int32_t(rows), int32_t(p.head_dim), int32_t(heads), batches),
-                             make_stride(st.row, _1{}, st.head, p.varlen ? int64_t(8) : st.batch));  // extent 1
-  };
   const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
   auto box_q = Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{};
   auto box_k = Shape<Int<Traits::kKeysPerGroup>, Int<kHeadDim>>{};
   auto smem_q = take<0, 2>(typename Traits::SmemLayoutQ{});
   auto smem_k = take<0, 2>(typename Traits::SmemLayoutK{});
-  BwdKernelParams<Traits> params{call, ws,
-                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, rows_q, p.nheads, p.q_stride), smem_q, box_q, _1{}),
-                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(call.dout, rows_q, p.nheads, call.dout_stride), smem_q,
-                                               box_q, _1{}),
-                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, rows_k, p.nheads_k, p.k_stride), smem_k, box_k, _1{}),
-                                 make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, rows_k, p.nheads_k, p.v_stride), smem_k, box_k, _1{})};
+  BwdKernelParams<Traits> params{
+      call, ws,
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.q, rows_q, p.nheads, p.q_stride), smem_q, box_q, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, call.dout, rows_q, p.nheads, call.dout_stride), smem_q, box_q,
+                    _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.k, rows_k, p.nheads_k, p.k_stride), smem_k, box_k, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.v, rows_k, p.nheads_k, p.v_stride), smem_k, box_k, _1{})};
   constexpr int smem = Traits::kSmemBytes;
   const bool transform = p.softcap > 0.f || p.alibi_slopes;
   auto kernel = p.dropout_p > 0.f ? (transform ? bwd_kernel<Traits, true, true> : bwd_kernel<Traits, true, false>)

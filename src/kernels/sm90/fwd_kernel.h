@@ -55,6 +55,18 @@ CUTE_HOST_DEVICE auto acc_as_operand_a(Layout const& acc) {
                      make_layout(get<0, 2, 1>(split), get<2>(split)));
 }
 
+// acc = A B over every K slice of a warpgroup's wgmma (the first slice overwrites acc), issued
+// after the caller's warpgroup_arrive, not committed.
+template <typename TiledMma, typename TensorA, typename TensorB, typename TensorC>
+CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& b, TensorC& acc) {
+  mma.accumulate_ = GMMA::ScaleOut::Zero;
+  CUTE_UNROLL
+  for (int k = 0; k < size<2>(a); ++k) {
+    cute::gemm(mma, a(_, _, k), b(_, _, k), acc);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+}
+
 // kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
 template <typename Traits, bool kDropout, bool kTransform>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
@@ -227,14 +239,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     // S = Q K^T of the K stage `st`, issued and committed, not waited for.
     auto issue_s = [&](AccS& acc_s, int st) {
-      mma_s.accumulate_ = GMMA::ScaleOut::Zero;
       warpgroup_fence_operand(acc_s);
       warpgroup_arrive();
-      CUTE_UNROLL
-      for (int k = 0; k < size<2>(tSrQ); ++k) {
-        cute::gemm(mma_s, tSrQ(_, _, k, q_stage), tSrK(_, _, k, st), acc_s);
-        mma_s.accumulate_ = GMMA::ScaleOut::One;
-      }
+      gemm_overwrite(mma_s, tSrQ(_, _, _, q_stage), tSrK(_, _, _, st), acc_s);
       warpgroup_commit_batch();
     };
     // Masks one S tile and exponentiates it (row stats; O untouched).

@@ -9,6 +9,7 @@
 #include "kernels/sm80/element.h"
 #include "kernels/sm90/fwd.h"
 #include "kernels/sm90/fwd_kernel.h"
+#include "kernels/sm90/tma_view.h"
 
 namespace flashattn::sm90 {
 
@@ -50,34 +51,24 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
     return not_supported("BACKEND_SM90 forward of an empty batch that must report its RNG state");
   }
 
-  // TMA views (rows, d, heads, batch); varlen: every sequence packed into rows of one batch entry.
-  const int32_t batches = p.varlen ? 1 : p.batch;
-  auto gmem = [&](const void* ptr, int64_t rows, int heads, const RowStrides& st) {
-    return cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(ptr)),
-                             make_shape(int32_t(rows), int32_t(p.head_dim), int32_t(heads), batches),
-                             make_stride(st.row, _1{}, st.head, p.varlen ? int64_t(8) : st.batch));  // extent 1
-  };
   const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
-  auto gmem_out = [&](void* ptr, int64_t rows, const RowStrides& st) {
-    return cute::make_tensor(make_gmem_ptr(static_cast<Element*>(ptr)),
-                             make_shape(int32_t(rows), int32_t(p.head_dim), int32_t(p.nheads), batches),
-                             make_stride(st.row, _1{}, st.head, p.varlen ? int64_t(8) : st.batch));
-  };
   const RowStrides& os = call.out_stride;
   const bool out_tma = Traits::kTmaStoreO && reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 &&
                        os.head % 8 == 0 && os.batch % 8 == 0;
   FwdKernelParams<Traits> params{
       call,
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, rows_q, p.nheads, p.q_stride), take<0, 2>(typename Traits::SmemLayoutQ{}),
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.q, rows_q, p.nheads, p.q_stride),
+                    take<0, 2>(typename Traits::SmemLayoutQ{}),
                     Shape<Int<Traits::kBlockM>, Int<kHeadDim>>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, rows_k, p.nheads_k, p.k_stride),
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.k, rows_k, p.nheads_k, p.k_stride),
                     take<0, 2>(typename Traits::SmemLayoutK{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, rows_k, p.nheads_k, p.v_stride),
+      make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.v, rows_k, p.nheads_k, p.v_stride),
                     take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
       // TMA store of O where out is aligned for it; otherwise (tma_store_o false) a stand-in
       // descriptor over q, never used.
       make_tma_copy(SM90_TMA_STORE{},
-                    gmem_out(out_tma ? call.out : const_cast<void*>(p.q), rows_q, out_tma ? call.out_stride : p.q_stride),
+                    tma_view<Element>(p, out_tma ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
+                                      out_tma ? call.out_stride : p.q_stride),
                     take<0, 2>(typename Traits::SmemLayoutO{}), Shape<Int<Traits::kBlockM / 2>, Int<kHeadDim>>{}, _1{}),
       out_tma,
       (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
