@@ -1,4 +1,4 @@
-// The cases every kernel's GPU suite runs, and the forward check they share: the feature matrix at
+// The cases every kernel's GPU suite runs, and the forward and backward checks they share: the feature matrix at
 // kernel scale (lengths over several tiles, never a multiple of one) for each dtype and head dim,
 // then odd shapes; outputs within 2x the error of standard attention in the same dtype.
 #pragma once
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/cases.h"
@@ -87,6 +88,37 @@ inline void check_forward_case(const Case& c, Backend backend) {
   const DeviceRun got = run_on_device(hp, backend);
   ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
   expect_forward_matches(got, want, math);
+}
+
+// One backward case on `backend`, atomics and deterministic mode, against the fp64 reference on
+// fresh random inputs: each gradient within 2x the error of standard attention's autograd in the
+// same dtype, and every element written.
+inline void check_backward_case(const Case& c, Backend backend) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  HostProblem hp(c, rng);
+  HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
+  const Problem p = hp.problem();
+  RowStrides ds;
+  ASSERT_TRUE(validate_like_q(dout.view(), "dout", hp.attn, Target::kHost, &ds).ok());
+  const ReferenceBwd want = reference_bwd(p, dout.data(), ds, c.dtype);
+  const MathGrads math = math_attention_grad_lowp(p, dout.data(), ds);
+  for (bool deterministic : {false, true}) {
+    SCOPED_TRACE(deterministic ? "deterministic" : "any order");
+    const DeviceRun got = run_on_device(hp, backend, &dout, deterministic);
+    ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
+    ASSERT_TRUE(got.bwd_status.ok()) << got.bwd_status.message;
+    const std::tuple<const char*, const std::vector<double>*, const std::vector<double>*, const std::vector<double>*>
+        grads[] = {{"dq", &got.dq, &want.dq, &math.dq}, {"dk", &got.dk, &want.dk, &math.dk}, {"dv", &got.dv, &want.dv, &math.dv}};
+    for (auto [name, ours_v, ref_v, math_v] : grads) {
+      const ErrorStats ours = compare(*ours_v, *ref_v), theirs = compare(*math_v, *ref_v);
+      EXPECT_EQ(ours.nonfinite, 0) << name << ": unwritten or NaN gradients";
+      EXPECT_LE(ours.max_abs, 2 * theirs.max_abs + 1e-3 * std::max(1.0, ours.ref_max))
+          << name << ": ours " << ours.max_abs << " vs standard attention's autograd in the same dtype "
+          << theirs.max_abs << " (max |ref| " << ours.ref_max << ")";
+    }
+  }
 }
 
 }  // namespace flashattn::test

@@ -21,32 +21,7 @@ using Sm90Bwd = GpuTestWithParam<KernelCase>;
 
 TEST_P(Sm90Bwd, MatchesFp64Reference) {
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  const Case& c = GetParam().c;
-  HostProblem hp(c, rng);
-  HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
-  const Problem p = hp.problem();
-  RowStrides ds;
-  ASSERT_TRUE(validate_like_q(dout.view(), "dout", hp.attn, Target::kHost, &ds).ok());
-  const ReferenceBwd want = reference_bwd(p, dout.data(), ds, c.dtype);
-  const MathGrads math = math_attention_grad_lowp(p, dout.data(), ds);
-  for (bool deterministic : {false, true}) {
-    SCOPED_TRACE(deterministic ? "deterministic" : "any order");
-    const DeviceRun got = run_on_device(hp, Backend::kSm90, &dout, deterministic);
-    ASSERT_TRUE(got.fwd_status.ok()) << got.fwd_status.message;
-    ASSERT_TRUE(got.bwd_status.ok()) << got.bwd_status.message;
-    const std::tuple<const char*, const std::vector<double>*, const std::vector<double>*, const std::vector<double>*>
-        grads[] = {{"dq", &got.dq, &want.dq, &math.dq}, {"dk", &got.dk, &want.dk, &math.dk}, {"dv", &got.dv, &want.dv, &math.dv}};
-    for (auto [name, ours_v, ref_v, math_v] : grads) {
-      const ErrorStats ours = compare(*ours_v, *ref_v), theirs = compare(*math_v, *ref_v);
-      EXPECT_EQ(ours.nonfinite, 0) << name << ": unwritten or NaN gradients";
-      EXPECT_LE(ours.max_abs, 2 * theirs.max_abs + 1e-3 * std::max(1.0, ours.ref_max))
-          << name << ": ours " << ours.max_abs << " vs standard attention's autograd in the same dtype "
-          << theirs.max_abs << " (max |ref| " << ours.ref_max << ")";
-    }
-  }
+  check_backward_case(GetParam().c, Backend::kSm90);
 }
 
 // Deterministic mode: ten reruns give bitwise equal dq, dk, dv (16-64 key blocks add into each
