@@ -12,11 +12,15 @@ namespace flashattn::test {
 namespace {
 
 std::vector<KernelCase> bwd_cases() {
-  return kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128},
-                      // Odd lengths and every bucket (smaller head dims round up to a bucket).
-                      {{1, 1, 32, false}, {17, 113, 96, true}, {113, 17, 192, false}, {1023, 1023, 256, true},
-                       {200, 333, 40, false}, {64, 1, 72, true}, {1, 300, 128, false}, {257, 129, 256, false},
-                       {300, 200, 192, true}});
+  std::vector<KernelCase> cases =
+      kernel_cases({FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16}, {64, 128},
+                   // Odd lengths and every bucket (smaller head dims round up to a bucket).
+                   {{1, 1, 32, false}, {17, 113, 96, true}, {113, 17, 192, false}, {1023, 1023, 256, true},
+                    {200, 333, 40, false}, {64, 1, 72, true}, {1, 300, 128, false}, {257, 129, 256, false},
+                    {300, 200, 192, true}});
+  // d192 and d256 have their own tiles (64 x 64, other warp layouts): every feature there too.
+  for (const KernelCase& k : kernel_cases({FLASHATTN_BFLOAT16}, {192, 256}, {})) cases.push_back(k);
+  return cases;
 }
 
 using Fa2Bwd = GpuTestWithParam<KernelCase>;
