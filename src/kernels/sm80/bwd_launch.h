@@ -17,14 +17,16 @@ namespace flashattn::sm80 {
 // kBlockN and the warp layouts of the three GEMM shapes (bwd_traits.h); kBlockM is 64, 8 warps.
 // dK and dV (kBlockN x d fp32 each) live in registers for the whole CTA, which caps kBlockN x d:
 // 128 keys up to d = 128, 64 keys above (as FlashAttention-2 chooses on sm80).
+// At d192/d256 the dK/dV and dQ GEMMs put 2 warps along their M (64 rows) and 4 along d: each
+// operand byte is read by fewer warps (bench/NOTES.md, session 6: +6% over 4 x 2).
 template <typename Element, int kHeadDim>
 struct BwdTile;
 template <typename E> struct BwdTile<E, 32> { using type = BwdTraits<E, 32, 128, 2, 4, 4>; };
 template <typename E> struct BwdTile<E, 64> { using type = BwdTraits<E, 64, 128, 2, 4, 2>; };
 template <typename E> struct BwdTile<E, 96> { using type = BwdTraits<E, 96, 128, 2, 4, 4>; };
 template <typename E> struct BwdTile<E, 128> { using type = BwdTraits<E, 128, 128, 2, 4, 2>; };
-template <typename E> struct BwdTile<E, 192> { using type = BwdTraits<E, 192, 64, 4, 4, 4>; };
-template <typename E> struct BwdTile<E, 256> { using type = BwdTraits<E, 256, 64, 4, 4, 4>; };
+template <typename E> struct BwdTile<E, 192> { using type = BwdTraits<E, 192, 64, 4, 2, 2>; };
+template <typename E> struct BwdTile<E, 256> { using type = BwdTraits<E, 256, 64, 4, 2, 2>; };
 
 inline Status launched(const char* what) {
   const cudaError_t err = cudaGetLastError();
