@@ -20,6 +20,13 @@
 
 namespace flashattn::sm80 {
 
+// *address += value with no value returned (PTX red). atomicAdd compiles to the same reduction only
+// while no fence follows it; the deterministic mode's __threadfence turns it into a returning atomic
+// whose source registers stay held until L2 answers (the next step then stalls on them).
+__device__ __forceinline__ void reduce_add(float* address, float value) {
+  asm volatile("red.global.add.f32 [%0], %1;" ::"l"(address), "f"(value) : "memory");
+}
+
 // kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
 template <typename Traits, bool kDropout, bool kTransform>
 __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall call, const BwdWorkspace ws) {
@@ -179,10 +186,6 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   constexpr int kRows = 2 * decltype(size<1>(tScS))::value;
 
   for (int step = 0; step < steps; ++step) {
-    // The next step's Q and dO into the other stage (free: the last step's reads of it ended before
-    // the barrier after its dK/dV GEMMs).
-    if (step + 1 < steps) load_q_do(step + 1);
-    cp_async_fence();
     const int st = stage_offset(step);
     const int h = hk * group + step / (m_end - m_begin), m_block = m_begin + step % (m_end - m_begin);
     const int m0 = m_block * kBlockM;
@@ -199,8 +202,12 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     const float slope = kTransform ? alibi_slope(p, b, h) : 0.f;
     const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
-    cp_async_wait<1>();
-    __syncthreads();  // this step's Q, dO (and K, V) landed; every warp is done with the last step's dS
+    cp_async_wait<0>();
+    __syncthreads();  // this step's Q, dO (and K, V) landed; every warp is done with the last step
+    // The next step's Q and dO into the other stage (its last reader, the last step's dK GEMM, is
+    // behind the barrier above); they land while this step computes.
+    if (step + 1 < steps) load_q_do(step + 1);
+    cp_async_fence();
 
     Tensor acc_s = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor acc_dp = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -270,10 +277,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
 
     gemm_smem(mma_dkv, acc_dv, tdVrPt, tdVrdOt, tdVsPt, at_stage(tdVsdOt, st), copy_dkv_a, copy_dkv_b, tdVrPt_view,
               tdVrdOt_view);
-    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
-              tdKrQt_view);
-    __syncthreads();  // every warp is done with this stage of Q and dO, and with P
 
+    // dQ before dK: the dQ atomics (fire-and-forget, but their source registers stay held until the
+    // memory system has taken them) drain while the dK GEMM runs instead of stalling the next step.
     Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
     clear(acc_dq);
     gemm_smem(mma_dq, acc_dq, tdQrdS, tdQrKt, tdQsdS, tdQsKt, copy_dq_a, copy_dq_b, tdQrdS_view, tdQrKt_view);
@@ -292,7 +298,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     // so every value is added: one coalesced 128-byte atomic per warp and fragment value (bwd.h).
     float* dq_block = dq_accum + dq_accum_block(p, ws, b, si.q_row0, h, m_block, kHeadDim);
     CUTE_UNROLL
-    for (int i = 0; i < size(acc_dq); ++i) atomicAdd(dq_block + i * Traits::kThreads + tid, acc_dq(i));
+    for (int i = 0; i < size(acc_dq); ++i) reduce_add(dq_block + i * Traits::kThreads + tid, acc_dq(i));
     if (call.deterministic) {
       __threadfence();
       __syncthreads();
@@ -301,6 +307,8 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
         ref.fetch_add(1, cuda::memory_order_release);
       }
     }
+    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
+              tdKrQt_view);
   }
   cp_async_wait<0>();
 
