@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cuda/atomic>
+#include <type_traits>
 #include <cute/tensor.hpp>
 
 #include "api/validate.h"
@@ -91,8 +92,8 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   Tensor tKVcKV = gmem_thr.partition_S(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
 
   // Starts the cp.async of step `step`'s Q and dO tiles.
-  auto load_q_do = [&](int step) {
-    const int h = hk * group + step / (m_end - m_begin), m = m_begin + step % (m_end - m_begin);
+  // Step s is query block m of query head h, m_begin <= m < m_end, blocks innermost.
+  auto load_q_do = [&](int step, int h, int m) {
     const Element* q_ptr = static_cast<const Element*>(p.q) + row_offset(p.q_stride, p.varlen, b, si.q_row0, 0, h);
     const Element* do_ptr =
         static_cast<const Element*>(call.dout) + row_offset(call.dout_stride, p.varlen, b, si.q_row0, 0, h);
@@ -174,7 +175,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     Tensor tVsV = gmem_thr.partition_D(sV);
     copy_tile(gmem_copy, gmem_thr.partition_S(gK), tKsK, tKVcKV, si.seqlen_k - n0, p.head_dim);
     copy_tile(gmem_copy, gmem_thr.partition_S(gV), tVsV, tKVcKV, si.seqlen_k - n0, p.head_dim);
-    load_q_do(0);
+    load_q_do(0, hk * group, m_begin);
   }
   cp_async_fence();
 
@@ -185,9 +186,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   // This thread's rows of an S tile: (row-half, MMA_M) -> index r of rowcol().
   constexpr int kRows = 2 * decltype(size<1>(tScS))::value;
 
-  for (int step = 0; step < steps; ++step) {
+  for (int step = 0, h = hk * group, m_block = m_begin; step < steps; ++step) {
     const int st = stage_offset(step);
-    const int h = hk * group + step / (m_end - m_begin), m_block = m_begin + step % (m_end - m_begin);
+    const int next_h = m_block + 1 < m_end ? h : h + 1, next_m_block = m_block + 1 < m_end ? m_block + 1 : m_begin;
     const int m0 = m_block * kBlockM;
     // lse (in log2 units) and D of this thread's rows; rows past the sequence get lse = +inf, so P = 0.
     float lse_log2[kRows], d_row[kRows];
@@ -206,7 +207,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     __syncthreads();  // this step's Q, dO (and K, V) landed; every warp is done with the last step
     // The next step's Q and dO into the other stage (its last reader, the last step's dK GEMM, is
     // behind the barrier above); they land while this step computes.
-    if (step + 1 < steps) load_q_do(step + 1);
+    if (step + 1 < steps) load_q_do(step + 1, next_h, next_m_block);
     cp_async_fence();
 
     Tensor acc_s = partition_fragment_C(mma_sdp, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -222,46 +223,53 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     const bool need_mask =
         n0 + kBlockN > si.seqlen_k || (p.window_right >= 0 && n0 + kBlockN - 1 > m0 + diag + p.window_right) ||
         (p.window_left >= 0 && n0 < min(m0 + kBlockM, si.seqlen_q) - 1 + diag - p.window_left);
-    CUTE_UNROLL
-    for (int mi = 0; mi < size<1>(acc_s); ++mi) {
+    // Two copies of the pass, so the common unmasked tile carries no per-element branch on need_mask.
+    auto pointwise = [&](auto masked) {
       CUTE_UNROLL
-      for (int ni = 0; ni < size<2>(acc_s); ++ni) {
-        Uint4 bits{};
-        if constexpr (kDropout)  // one Philox call per 2x2 fragment group (philox.h)
-          bits = philox4x32_10(
-              dropout_counter(subsequence, m0 + get<0>(tScS(0, mi, ni)), n0 + get<1>(tScS(0, mi, ni))),
-              uint32_t(rng.seed), uint32_t(rng.seed >> 32));
+      for (int mi = 0; mi < size<1>(acc_s); ++mi) {
         CUTE_UNROLL
-        for (int v = 0; v < 4; ++v) {
-          const int row = m0 + get<0>(tScS(v, mi, ni)), col = n0 + get<1>(tScS(v, mi, ni));
-          const int r = 2 * mi + v / 2;
-          float s = acc_s(v, mi, ni), grad = 1.f;
-          if constexpr (kTransform) {
-            s *= p.scale;
-            if (p.softcap > 0.f) {
-              const float t = tanhf(s / p.softcap);
-              s = p.softcap * t;
-              grad = 1.f - t * t;
+        for (int ni = 0; ni < size<2>(acc_s); ++ni) {
+          Uint4 bits{};
+          if constexpr (kDropout)  // one Philox call per 2x2 fragment group (philox.h)
+            bits = philox4x32_10(
+                dropout_counter(subsequence, m0 + get<0>(tScS(0, mi, ni)), n0 + get<1>(tScS(0, mi, ni))),
+                uint32_t(rng.seed), uint32_t(rng.seed >> 32));
+          CUTE_UNROLL
+          for (int v = 0; v < 4; ++v) {
+            const int row = m0 + get<0>(tScS(v, mi, ni)), col = n0 + get<1>(tScS(v, mi, ni));
+            const int r = 2 * mi + v / 2;
+            float s = acc_s(v, mi, ni), grad = 1.f;
+            if constexpr (kTransform) {
+              s *= p.scale;
+              if (p.softcap > 0.f) {
+                const float t = tanhf(s / p.softcap);
+                s = p.softcap * t;
+                grad = 1.f - t * t;
+              }
+              if (slope != 0.f) s -= slope * float(abs(row + diag - col));
             }
-            if (slope != 0.f) s -= slope * float(abs(row + diag - col));
+            float prob = fast_exp2(s * scale_log2 - lse_log2[r]);
+            if constexpr (decltype(masked)::value) {
+              const bool visible = col < si.seqlen_k && (p.window_left < 0 || col >= row + diag - p.window_left) &&
+                                   (p.window_right < 0 || col <= row + diag + p.window_right);
+              if (!visible) prob = 0.f;
+            }
+            float z = 1.f;
+            if constexpr (kDropout) {
+              const int w = dropout_word(row, col);
+              const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
+              z = word < p.dropout_threshold ? 0.f : keep_scale;
+            }
+            acc_dp(v, mi, ni) = prob * (z * acc_dp(v, mi, ni) - d_row[r]) * grad;
+            acc_s(v, mi, ni) = prob * z;
           }
-          float prob = fast_exp2(s * scale_log2 - lse_log2[r]);
-          if (need_mask) {
-            const bool visible = col < si.seqlen_k && (p.window_left < 0 || col >= row + diag - p.window_left) &&
-                                 (p.window_right < 0 || col <= row + diag + p.window_right);
-            if (!visible) prob = 0.f;
-          }
-          float z = 1.f;
-          if constexpr (kDropout) {
-            const int w = dropout_word(row, col);
-            const uint32_t word = w == 0 ? bits.x : w == 1 ? bits.y : w == 2 ? bits.z : bits.w;
-            z = word < p.dropout_threshold ? 0.f : keep_scale;
-          }
-          acc_dp(v, mi, ni) = prob * (z * acc_dp(v, mi, ni) - d_row[r]) * grad;
-          acc_s(v, mi, ni) = prob * z;
         }
       }
-    }
+    };
+    if (need_mask)
+      pointwise(std::true_type{});
+    else
+      pointwise(std::false_type{});
     {
       Tensor rP = cute::make_tensor<Element>(acc_s.layout());
       Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
@@ -309,6 +317,8 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     }
     gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
               tdKrQt_view);
+    h = next_h;
+    m_block = next_m_block;
   }
   cp_async_wait<0>();
 

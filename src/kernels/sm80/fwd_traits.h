@@ -44,7 +44,7 @@ struct FwdTraits {
   // Global -> shared: 16-byte cp.async, a row of kBlockKSmem elements per kBlockKSmem/8 threads.
   static constexpr int kGmemThreadsPerRow = kBlockKSmem / 8;
   using GmemCopy = decltype(make_tiled_copy(
-      Copy_Atom<SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>, Element>{},
+      Copy_Atom<SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>, Element>{},
       Layout<Shape<Int<kThreads / kGmemThreadsPerRow>, Int<kGmemThreadsPerRow>>, Stride<Int<kGmemThreadsPerRow>, _1>>{},
       Layout<Shape<_1, _8>>{}));
 

@@ -10,6 +10,9 @@ using namespace cute;
 
 // Copies a (CPY, CPY_M, CPY_K) partition global -> shared, zero-filling rows at or past `rows`
 // and columns at or past `cols` (coordinates from an identity tensor partitioned the same way).
+// The copy atom is a zero-filling cp.async (src-size 0 when out of bounds: nothing is read), so a
+// chunk costs one instruction either way; a branch to clear() was if-converted by the compiler into
+// four predicated-off stores a chunk that still took issue slots (bench/NOTES.md, session 6).
 template <typename TiledCopy, typename Src, typename Dst, typename Coord>
 __device__ __forceinline__ void copy_tile(TiledCopy const& tiled_copy, Src const& src, Dst& dst, Coord const& coord,
                                           int rows, int cols) {
@@ -18,11 +21,8 @@ __device__ __forceinline__ void copy_tile(TiledCopy const& tiled_copy, Src const
     const bool row_ok = get<0>(coord(0, m, 0)) < rows;
     CUTE_UNROLL
     for (int k = 0; k < size<2>(src); ++k) {
-      if (row_ok && get<1>(coord(0, m, k)) < cols) {
-        copy(tiled_copy, src(_, m, k), dst(_, m, k));
-      } else {
-        clear(dst(_, m, k));
-      }
+      auto dst_chunk = dst(_, m, k);
+      copy(tiled_copy.with(row_ok && get<1>(coord(0, m, k)) < cols), src(_, m, k), dst_chunk);
     }
   }
 }
