@@ -307,6 +307,10 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     float* dq_block = dq_accum + dq_accum_block(p, ws, b, si.q_row0, h, m_block, kHeadDim);
     CUTE_UNROLL
     for (int i = 0; i < size(acc_dq); ++i) reduce_add(dq_block + i * Traits::kThreads + tid, acc_dq(i));
+    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
+              tdKrQt_view);
+    // The next key block's turn is given after the dK GEMM: no branch between the adds and the GEMM,
+    // so the compiler interleaves the two.
     if (call.deterministic) {
       __threadfence();
       __syncthreads();
@@ -315,8 +319,6 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
         ref.fetch_add(1, cuda::memory_order_release);
       }
     }
-    gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
-              tdKrQt_view);
     h = next_h;
     m_block = next_m_block;
   }

@@ -5,9 +5,9 @@
 // consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants).
 // Inside a consumer warpgroup, S of the next key block runs under this block's softmax and P V
 // (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong). The
-// CTA loops over tiles, persistent (fwd_launch.h). The epilogue: at d128 O goes through shared
-// memory and out with a TMA store per warpgroup, elsewhere from registers, two columns a store
-// (fwd_traits.h, kTmaStoreO).
+// CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the kTmaStore variant (d128,
+// no varlen, no dropout/softcap/ALiBi, out aligned) O goes through shared memory and out with a TMA
+// store per warpgroup; elsewhere from registers, two columns a store.
 #pragma once
 
 #include <cutlass/arch/barrier.h>
@@ -32,8 +32,7 @@ struct FwdKernelParams {
   FwdCall call;
   typename Traits::TmaQ tma_q;
   typename Traits::TmaKV tma_k, tma_v;
-  typename Traits::TmaO tma_o;  // used where tma_store_o
-  bool tma_store_o;             // Traits::kTmaStoreO and out aligned for TMA (fwd_launch.h)
+  typename Traits::TmaO tma_o;  // used by the kTmaStore variant
   int m_blocks;   // query blocks of the longest sequence, rounded up to even
   int num_tiles;  // m_blocks x heads x batch
 };
@@ -68,7 +67,11 @@ CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& 
 }
 
 // kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
-template <typename Traits, bool kDropout, bool kTransform>
+// kTmaStore: O leaves through shared memory and TMA (the launcher picks it where it can: no varlen,
+// out aligned, Traits::kTmaStoreO); the other variants store O from registers. One epilogue path a
+// variant: with both in one kernel the key-block loop lost its uniform-datapath arithmetic (SASS)
+// and 2% at 8k (bench/NOTES.md, session 5, steps 4 and 8).
+template <typename Traits, bool kDropout, bool kTransform, bool kTmaStore = false>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdKernelParams<Traits> params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -356,9 +359,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
     Tensor cO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
-    const int half = warp_group - 1, half_row0 = m0 + kBlockM / 2 * half;  // this warpgroup's rows
-    // A packed varlen sequence has no TMA bound at its end: its last block goes out from registers.
-    if (Traits::kTmaStoreO && params.tma_store_o && (!p.varlen || half_row0 + kBlockM / 2 <= si.seqlen_q)) {
+    if constexpr (kTmaStore) {
+      static_assert(Traits::kTmaStoreO, "no shared memory for O in this tile");
+      const int half = warp_group - 1;  // this warpgroup's 64 rows
       sm80::store_lse(call, si, b, h, m0, tid, cO_rc, lse);
       Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
       auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, typename Traits::TiledMmaOHalf{});
@@ -373,10 +376,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
       cutlass::arch::NamedBarrier::sync(128, kBarrierO + half);
       if (thread_in_group == 0) {
-        const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
-        Tensor mO = params.tma_o.get_tma_tensor(make_shape(rows_q, int32_t(p.head_dim), p.nheads, p.varlen ? 1 : p.batch));
-        Tensor mO_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mO(_, _, h, p.varlen ? 0 : b));
-        Tensor gO = local_tile(mO_seq, Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}, make_coord(2 * m_block + half, _0{}));
+        // No varlen here: rows past seqlen_q fall outside the TMA box and are not written.
+        Tensor mO = params.tma_o.get_tma_tensor(make_shape(p.seqlen_q, int32_t(p.head_dim), p.nheads, p.batch));
+        Tensor gO = local_tile(mO(_, _, h, b), Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}, make_coord(2 * m_block + half, _0{}));
         auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, half)),
                                           group_modes<0, 2>(gO));
         copy(params.tma_o, tOsO, tOgO);
@@ -386,7 +388,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       sm80::store_out_lse<Element>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
     }
   }  // tiles
-  if (Traits::kTmaStoreO && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read
+  if (kTmaStore && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read
 #endif
 }
 

@@ -70,15 +70,18 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
                     tma_view<Element>(p, out_tma ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
                                       out_tma ? call.out_stride : p.q_stride),
                     take<0, 2>(typename Traits::SmemLayoutO{}), Shape<Int<Traits::kBlockM / 2>, Int<kHeadDim>>{}, _1{}),
-      out_tma,
       (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
       0};
   params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow
 
   constexpr int smem = Traits::kSmemBytes;
   const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
+  // The TMA-store epilogue only in the plain variant (one more instantiation, not four), without
+  // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
   auto kernel = p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
-                                  : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
+                : transform       ? fwd_kernel<Traits, false, true>
+                : out_tma && !p.varlen ? fwd_kernel<Traits, false, false, Traits::kTmaStoreO>
+                                       : fwd_kernel<Traits, false, false>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   // Persistent: one CTA per SM (each takes a whole SM's shared memory) striding over pairs of
   // tiles of equal work (fwd_kernel.h). With varlen the pairs of different sequences differ, so
