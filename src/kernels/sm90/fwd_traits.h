@@ -65,11 +65,11 @@ struct FwdTraits {
                                        Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
 
   // The epilogue: each consumer warpgroup puts its 64 rows of O in shared memory (stmatrix) and one
-  // thread stores them with TMA. Measured at d128 (+6-15% at 512-1k, -1-2% at 8k) and d64 (+3% at
-  // 512, -2-5% at 2k-8k: bench/NOTES.md, session 5), so d128 only for now (d96 unmeasured; d192
-  // and d256 have no shared memory left for O). Elsewhere, and for rows a TMA box cannot bound (the
-  // last block of a packed varlen sequence), O goes out from registers (store_tile).
-  static constexpr bool kTmaStoreO = kHeadDim == 128;
+  // thread stores them with TMA, in a kernel variant of its own (fwd_kernel.h). Measured on H100
+  // (bench/NOTES.md, session 6): d128 +1-3% at 512-8k, +6-10% at 16k; d64 +4-6% at 512-1k, flat
+  // from 4k. d96 unmeasured; d192 and d256 have no shared memory left for O. Elsewhere, and for rows
+  // a TMA box cannot bound (varlen), O goes out from registers (store_tile).
+  static constexpr bool kTmaStoreO = kHeadDim == 128 || kHeadDim == 64;
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM / 2>, Int<kHeadDim>, _2>{}));
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
   using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
