@@ -303,14 +303,14 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
       __syncthreads();
     }
     // Padded rows and columns past head_dim hold zeros (P = 0 there; K's extra columns are zero-filled),
-    // so every value is added: one coalesced 128-byte atomic per warp and fragment value (bwd.h).
+    // so every value is added: one coalesced 128-byte reduction per warp and fragment value (bwd.h).
     float* dq_block = dq_accum + dq_accum_block(p, ws, b, si.q_row0, h, m_block, kHeadDim);
     CUTE_UNROLL
     for (int i = 0; i < size(acc_dq); ++i) reduce_add(dq_block + i * Traits::kThreads + tid, acc_dq(i));
     gemm_smem(mma_dkv, acc_dk, tdKrdSt, tdKrQt, tdKsdSt, at_stage(tdKsQt, st), copy_dkv_a, copy_dkv_b, tdKrdSt_view,
               tdKrQt_view);
     // The next key block's turn is given after the dK GEMM: no branch between the adds and the GEMM,
-    // so the compiler interleaves the two.
+    // so the compiler can mix the two.
     if (call.deterministic) {
       __threadfence();
       __syncthreads();
