@@ -3,7 +3,7 @@
 // every query block (and, for GQA/MQA, every query head of its group, which sums dK/dV over the group
 // without atomics). Per query block it recomputes P from the forward's lse and adds its dQ share to an
 // fp32 accumulator with atomics; in deterministic mode the key blocks of a query block take turns in
-// key order (a per-query-block counter), so the floating-point sum is the same on every run.
+// descending key order (a per-query-block counter), so the floating-point sum is the same on every run.
 #pragma once
 
 #include <cuda/atomic>
@@ -35,7 +35,11 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
   extern __shared__ char smem[];
   const Problem& p = call.problem;
-  const int n_block = blockIdx.x, b = blockIdx.y, hk = blockIdx.z, tid = threadIdx.x;
+  // Deterministic mode: the dQ adds of a query block go by descending key block, the order in which
+  // the key blocks reach it under a causal mask (the last key block a query block sees starts there),
+  // and key blocks are launched in that order, so a CTA only waits for CTAs launched before it.
+  const int n_block = call.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int b = blockIdx.y, hk = blockIdx.z, tid = threadIdx.x;
   if (b >= p.batch) return;
   const SeqInfo si = seq_info(p, b);
   const int n0 = n_block * kBlockN;
@@ -294,8 +298,8 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
 
     int* turn = semaphore + (int64_t(b) * p.nheads + h) * ws.m_blocks + m_block;
     if (call.deterministic) {
-      // Key blocks add into a query block's dQ in key order: wait for the ones before this.
-      const int my_turn = n_block - key_blocks_of(p, m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).begin;
+      // Key blocks add into a query block's dQ by descending key: wait for the ones above this.
+      const int my_turn = key_blocks_of(p, m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block;
       if (tid == 0) {
         cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
         while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(64);
