@@ -1,5 +1,5 @@
 // The forward's epilogue from registers, shared by the FlashAttention-2 and the Hopper kernels (the
-// Hopper one stores O through shared memory and TMA at d128 and uses store_lse alone there): out
+// Hopper one stores O through shared memory and TMA at d64/d128 and uses store_lse alone there): out
 // (rows of this sequence, columns < head_dim) and lse (one thread of each quad of a row) straight
 // from the accumulator registers, with the caller's strides.
 #pragma once

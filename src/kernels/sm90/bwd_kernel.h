@@ -5,7 +5,7 @@
 // dS^T = P^T (dP^T - D) in registers, dV += P^T dO and dK += dS^T Q with the probabilities as
 // register operands. dS goes to shared memory; the warpgroups take turns computing the step's
 // dQ = dS K over all 128 keys, and warp 1 adds it to the fp32 dq_accum with one bulk reduction
-// (post-processed to dQ); in deterministic mode the key blocks add in key order. Inside a step the
+// (post-processed to dQ); in deterministic mode the key blocks add in descending key order. Inside a step the
 // GEMMs overlap the element-wise work: P is computed while dP^T runs, dS while dV += P^T dO runs.
 // Every FA2 backward feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen. Not yet:
 // ping-pong between the warpgroups, persistence over key blocks.

@@ -52,9 +52,13 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   }
 
   const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
+  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
+  // The TMA-store epilogue: only in the plain variant (one more instantiation, not four), without
+  // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
   const RowStrides& os = call.out_stride;
-  const bool out_tma = Traits::kTmaStoreO && reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 &&
-                       os.head % 8 == 0 && os.batch % 8 == 0;
+  const bool tma_store = Traits::kTmaStoreO && p.dropout_p == 0.f && !transform && !p.varlen &&
+                         reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 && os.head % 8 == 0 &&
+                         os.batch % 8 == 0;
   FwdKernelParams<Traits> params{
       call,
       make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.q, rows_q, p.nheads, p.q_stride),
@@ -64,24 +68,19 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
                     take<0, 2>(typename Traits::SmemLayoutK{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
       make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.v, rows_k, p.nheads_k, p.v_stride),
                     take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
-      // TMA store of O where out is aligned for it; otherwise (tma_store_o false) a stand-in
-      // descriptor over q, never used.
+      // TMA store of O for the kTmaStore variant; for the others a stand-in descriptor over q, never used.
       make_tma_copy(SM90_TMA_STORE{},
-                    tma_view<Element>(p, out_tma ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
-                                      out_tma ? call.out_stride : p.q_stride),
+                    tma_view<Element>(p, tma_store ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
+                                      tma_store ? call.out_stride : p.q_stride),
                     take<0, 2>(typename Traits::SmemLayoutO{}), Shape<Int<Traits::kBlockM / 2>, Int<kHeadDim>>{}, _1{}),
       (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
       0};
   params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow
 
   constexpr int smem = Traits::kSmemBytes;
-  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
-  // The TMA-store epilogue only in the plain variant (one more instantiation, not four), without
-  // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
-  auto kernel = p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
-                : transform       ? fwd_kernel<Traits, false, true>
-                : out_tma && !p.varlen ? fwd_kernel<Traits, false, false, Traits::kTmaStoreO>
-                                       : fwd_kernel<Traits, false, false>;
+  auto kernel = tma_store        ? fwd_kernel<Traits, false, false, Traits::kTmaStoreO>
+                : p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
+                                    : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   // Persistent: one CTA per SM (each takes a whole SM's shared memory) striding over pairs of
   // tiles of equal work (fwd_kernel.h). With varlen the pairs of different sequences differ, so
