@@ -451,11 +451,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 // and finds their (row, column) from the same partition. The block goes through shared memory so
 // that dQ leaves in whole 16-byte row pieces (stored from the accumulator layout, 4-byte pieces of
 // 8 rows a warp instruction, it took 15% of a 1k backward: bench/NOTES.md, session 5).
-// grid (query blocks of 64, nheads, batch), 128 threads.
+// grid (query blocks of 64, nheads, batch), one thread per thread of TiledMmaQ (128; 256 at d = 256,
+// where the two warpgroups hold the two halves of d: value i of thread t at (i / 4) * 1024 + 4 t + i % 4).
 template <typename Traits>
-__global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call, sm80::BwdWorkspace ws) {
+__global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::value)
+    bwd_postprocess_kernel(const BwdCall call, sm80::BwdWorkspace ws) {
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kHeadDim = Traits::kHeadDim;
+  constexpr int kThreads = decltype(size(typename Traits::TiledMmaQ{}))::value;
   // Rows 16 bytes longer than the tile: the 8 rows of a warp's 4-byte writes land in distinct banks.
   constexpr int kPitch = kHeadDim + 8;
   __shared__ alignas(16) Element tile[kBlockM * kPitch];
@@ -470,7 +473,7 @@ __global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call
   // Values i, i + 1 (i even) are neighbours in a row.
   CUTE_UNROLL
   for (int i = 0; i < size(tQcQ); i += 4) {
-    const float4 v = *reinterpret_cast<const float4*>(block + (i / 4) * 512 + 4 * threadIdx.x);
+    const float4 v = *reinterpret_cast<const float4*>(block + (i / 4) * 4 * kThreads + 4 * threadIdx.x);
     const float values[4] = {v.x, v.y, v.z, v.w};
     CUTE_UNROLL
     for (int j = 0; j < 4; j += 2) {
@@ -480,7 +483,7 @@ __global__ void __launch_bounds__(128) bwd_postprocess_kernel(const BwdCall call
   }
   __syncthreads();
   Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
-  copy_tile_rows<kBlockM, kHeadDim, kPitch, 128>(tile, dq + int64_t(m_block) * kBlockM * call.dq_stride.row,
+  copy_tile_rows<kBlockM, kHeadDim, kPitch, kThreads>(tile, dq + int64_t(m_block) * kBlockM * call.dq_stride.row,
                                                  call.dq_stride.row, si.seqlen_q - m_block * kBlockM, p.head_dim);
 }
 

@@ -6,10 +6,12 @@
 #include <cuda_runtime_api.h>
 
 #include <string>
+#include <type_traits>
 
 #include "kernels/sm80/bwd_prepost.h"
 #include "kernels/sm80/element.h"
 #include "kernels/sm90/bwd_kernel.h"
+#include "kernels/sm90/bwd_split_d_kernel.h"
 #include "kernels/sm90/fwd.h"
 #include "kernels/sm90/tma_view.h"
 
@@ -18,7 +20,8 @@ namespace flashattn::sm90 {
 template <int kDtype, int kHeadDim>
 Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   using Element = typename sm80::ElementOf<kDtype>::type;
-  using Traits = BwdTraits<Element, kHeadDim>;
+  // d <= 128: two warpgroups of 64 keys each; d = 256: 64 keys, the warpgroups split d (bwd_traits.h).
+  using Traits = std::conditional_t<(kHeadDim > 128), BwdSplitDTraits<Element, kHeadDim>, BwdTraits<Element, kHeadDim>>;
   const Problem& p = call.problem;
   if (std::string why = bwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 backward with " + why);
   const sm80::BwdWorkspace ws = sm80::bwd_workspace(p, kHeadDim, call.deterministic);
@@ -54,13 +57,18 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
       make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.v, rows_k, p.nheads_k, p.v_stride), smem_k, box_k, _1{})};
   constexpr int smem = Traits::kSmemBytes;
   const bool transform = p.softcap > 0.f || p.alibi_slopes;
-  auto kernel = p.dropout_p > 0.f ? (transform ? bwd_kernel<Traits, true, true> : bwd_kernel<Traits, true, false>)
-                                  : (transform ? bwd_kernel<Traits, false, true> : bwd_kernel<Traits, false, false>);
+  auto pick = [&](auto dropout, auto transform_) {
+    if constexpr (Traits::kSplitD) return bwd_split_d_kernel<Traits, decltype(dropout)::value, decltype(transform_)::value>;
+    else return bwd_kernel<Traits, decltype(dropout)::value, decltype(transform_)::value>;
+  };
+  auto kernel = p.dropout_p > 0.f ? (transform ? pick(std::true_type{}, std::true_type{}) : pick(std::true_type{}, std::false_type{}))
+                                  : (transform ? pick(std::false_type{}, std::true_type{}) : pick(std::false_type{}, std::false_type{}));
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   const dim3 grid((p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN, p.batch, p.nheads_k);
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   if (Status s = launched("backward"); !s.ok()) return s;
-  sm90::bwd_postprocess_kernel<Traits><<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), 128, 0, stream>>>(call, ws);
+  constexpr int post_threads = decltype(size(typename Traits::TiledMmaQ{}))::value;
+  sm90::bwd_postprocess_kernel<Traits><<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), post_threads, 0, stream>>>(call, ws);
   return launched("backward post-process");
 }
 

@@ -27,6 +27,7 @@ using cute::Tensor;
 template <typename Element_, int kHeadDim_>
 struct BwdTraits {
   using Element = Element_;
+  static constexpr bool kSplitD = false;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockM = 64;       // queries per step
   static constexpr int kBlockN = 128;      // keys per CTA
@@ -97,6 +98,94 @@ struct BwdTraits {
   // warpgroup of the step and the dQ writer warp.
   static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
   static constexpr int kDqSyncThreads = 128 + 32;
+  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
+};
+
+}  // namespace flashattn::sm90
+
+namespace flashattn::sm90 {
+
+// The Hopper backward at d = 256 (bwd_split_d_kernel.h). dK and dV of 128 keys would take 256
+// accumulator registers a thread, so a CTA owns kBlockN = 64 keys and its two consumer warpgroups
+// split the work by head dim instead of by keys:
+//   S^T  = K Q^T, dP^T = V dO^T   (M = 64 keys, N = 64 queries, K = d)  warpgroup w: queries [32w, 32w + 32)
+//   dV  += P^T dO, dK += dS^T Q   (M = 64 keys, N = d, K = 64 queries)  warpgroup w: d [128w, 128w + 128)
+//   dQ   = dS K                   (M = 64 queries, N = d, K = 64 keys)  warpgroup w: d [128w, 128w + 128)
+// P^T and dS^T meet in shared memory (each warpgroup writes its queries' half), so every GEMM after
+// the pointwise pass reads both operands from shared memory. dQ leaves from registers by vector
+// reductions (no room for a 64 KB fp32 staging buffer beside the 2-stage Q/dO ring).
+template <typename Element_, int kHeadDim_>
+struct BwdSplitDTraits {
+  using Element = Element_;
+  static constexpr bool kSplitD = true;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = 64;       // queries per step
+  static constexpr int kBlockN = 64;       // keys per CTA
+  static constexpr int kKeysPerGroup = 64; // keys per TMA box (the launcher's name)
+  static constexpr int kStages = 2;        // Q/dO ring
+  static constexpr int kConsumerThreads = 256;
+  static constexpr int kThreads = 128 + kConsumerThreads;
+  static_assert(kHeadDim % 128 == 0, "two warpgroup halves of whole 128-byte swizzle atoms");
+
+  using SplitN = Layout<Shape<_1, _2, _1>>;  // warpgroup w takes the w-th half of N
+  using TiledMmaSdP = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockN>, Int<kBlockM / 2>, Int<kHeadDim>>>(), SplitN{}));
+  using TiledMmaKV = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockN>, Int<kHeadDim / 2>, Int<kBlockM>>,
+                           GMMA::Major::K, GMMA::Major::MN>(),
+      SplitN{}));
+  // dS from the dS^T tile (queries contiguous: M-major), K viewed (d, keys) (d contiguous).
+  using TiledMmaQ = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockM>, Int<kHeadDim / 2>, Int<kBlockN>>,
+                           GMMA::Major::MN, GMMA::Major::MN>(),
+      SplitN{}));
+
+  using SmemAtom = GMMA::Layout_K_SW128_Atom<Element>;  // 8 rows x 64 elements
+  using SmemLayoutQ = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutQt = decltype(composition(
+      SmemLayoutQ{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockM>, Int<kStages>>{}, Step<_2, _1, _3>{})));
+  using SmemLayoutK = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kHeadDim>>{}));
+  using SmemLayoutKt = decltype(composition(
+      SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>>{}, Step<_2, _1>{})));
+  // P^T and dS^T of a step (keys, queries, step parity), queries contiguous: written by stmatrix as
+  // the S^T accumulator is held, read as the K-major A operand of dV / dK; dS^T viewed (queries,
+  // keys) is dQ's M-major A operand. Double-buffered by step parity: a warpgroup writes the next
+  // step's tiles while the other may still read this step's.
+  using SmemLayoutPt = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kBlockM>, _2>{}));
+  using SmemLayoutdS = decltype(composition(
+      SmemLayoutPt{}, make_ordered_layout(Shape<Int<kBlockM>, Int<kBlockN>, _2>{}, Step<_2, _1, _3>{})));
+  using SmemCopyPt = Copy_Atom<SM90_U32x4_STSM_N, Element>;
+
+  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
+  using GmemTensor =
+      decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStride{}));
+  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutQ{}),
+                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
+                                      Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+
+  using Pipeline = cutlass::PipelineTmaAsync<kStages>;
+  static constexpr uint32_t kTmaBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
+  static constexpr uint32_t kTmaBytesK = uint32_t(size(SmemLayoutK{}) * sizeof(Element));
+
+  struct SharedStorage {
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> dout;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> v;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutPt>> pt;
+    alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutPt>> dst;
+    float lse_log2[2][kBlockM];  // [step parity][query]: lse (log2 units) and D of a step's queries
+    float dsum[2][kBlockM];
+    typename Pipeline::SharedStorage pipeline_q;
+    alignas(8) uint64_t barrier_kv;
+  };
+  static constexpr int kSmemBytes = int(sizeof(SharedStorage));
+
+  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); P^T and dS^T of both
+  // warpgroups written (3); the deterministic turn seen (4) and the adds issued (5).
+  static constexpr int kBarrierWarpGroup = 1, kBarrierPdS = 3, kBarrierTurn = 4, kBarrierAdded = 5;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
 

@@ -19,7 +19,7 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream);
 // The Hopper backward (bwd_kernel.h): "" when it covers the call, else what is missing.
 std::string bwd_unsupported(const BwdCall& call);
 
-// kHeadDim 64 or 128.
+// kHeadDim 64, 128 or 256.
 template <int kDtype, int kHeadDim>
 Status run_bwd(const BwdCall& call, cudaStream_t stream);
 

@@ -1,0 +1,364 @@
+// Hopper backward (sm90a) at d = 256 (FlashAttention-2, Alg. 2, with FlashAttention-3's producer/
+// consumer split), where dK and dV of 128 keys do not fit one warpgroup's registers: a CTA per
+// (64 keys, kv head, batch), its two consumer warpgroups splitting the work by head dim
+// (bwd_traits.h, BwdSplitDTraits). Warp 0 loads K and V once and, per step (query head of the
+// group, query block of 64 rows), Q and dO through a 2-stage TMA ring. Per step, warpgroup w:
+//   S^T, dP^T for queries [32w, 32w + 32) by wgmma (K = d), P^T = exp(S^T - lse) and
+//   dS^T = P^T (dP^T - D) in registers, both to shared memory; once both halves are there,
+//   dV[:, half w] += P^T dO, dK[:, half w] += dS^T Q and dQ[:, half w] = dS K, all from shared
+//   memory, and dQ is added to the fp32 dq_accum by vector reductions straight from registers (in
+//   deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel).
+// Every FA2 backward feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen.
+#pragma once
+
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include <cuda/atomic>
+#include <cute/tensor.hpp>
+#include <cutlass/pipeline/sm90_pipeline.hpp>
+
+#include "kernels/sm90/bwd_kernel.h"  // BwdKernelParams, the pointwise helpers' headers
+
+namespace flashattn::sm90 {
+
+// *address += {a, b, c, d} (four consecutive floats, 16-byte aligned), no value returned.
+__device__ __forceinline__ void reduce_add4(float* address, float a, float b, float c, float d) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(address), "f"(a), "f"(b), "f"(c), "f"(d)
+               : "memory");
+}
+
+template <typename Traits, bool kDropout, bool kTransform>
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    bwd_split_d_kernel(const __grid_constant__ BwdKernelParams<Traits> params) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Element = typename Traits::Element;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
+  constexpr int kConsumers = Traits::kConsumerThreads;
+  using Pipeline = typename Traits::Pipeline;
+  extern __shared__ __align__(1024) char sm90_smem[];
+  auto& shared = *reinterpret_cast<typename Traits::SharedStorage*>(sm90_smem);
+
+  const BwdCall& call = params.call;
+  const Problem& p = call.problem;
+  // Deterministic mode: descending key blocks, launched in that order (bwd_kernel.h says why).
+  const int n_block = call.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x, b = blockIdx.y, hk = blockIdx.z;
+  const SeqInfo si = seq_info(p, b);
+  const int n0 = n_block * kBlockN;
+  const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
+  if (n0 >= stored_k) return;  // every thread leaves together
+  const int group = p.nheads / p.nheads_k;
+  const BlockRange query_blocks = query_blocks_of(p, n_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
+  const int m_begin = query_blocks.begin, m_end = query_blocks.end;
+  const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
+  struct Step {
+    int h, m_block;
+  };
+  const Step first_step{hk * group, m_begin};
+  auto advance = [&](Step& s) {
+    if (++s.m_block == m_end) {
+      s.m_block = m_begin;
+      ++s.h;
+    }
+  };
+
+  const int warp_group = cutlass::canonical_warp_group_idx();
+  Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
+  Tensor sdO = cute::make_tensor(make_smem_ptr(shared.dout.begin()), typename Traits::SmemLayoutQ{});
+  Tensor sQt = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQt{});
+  Tensor sdOt = cute::make_tensor(make_smem_ptr(shared.dout.begin()), typename Traits::SmemLayoutQt{});
+  Tensor sK = cute::make_tensor(make_smem_ptr(shared.k.begin()), typename Traits::SmemLayoutK{});
+  Tensor sKt = cute::make_tensor(make_smem_ptr(shared.k.begin()), typename Traits::SmemLayoutKt{});
+  Tensor sV = cute::make_tensor(make_smem_ptr(shared.v.begin()), typename Traits::SmemLayoutK{});
+  Tensor sPt = cute::make_tensor(make_smem_ptr(shared.pt.begin()), typename Traits::SmemLayoutPt{});
+  Tensor sdSt = cute::make_tensor(make_smem_ptr(shared.dst.begin()), typename Traits::SmemLayoutPt{});
+  Tensor sdS = cute::make_tensor(make_smem_ptr(shared.dst.begin()), typename Traits::SmemLayoutdS{});
+
+  typename Pipeline::Params pipe_params;
+  pipe_params.transaction_bytes = 2 * Traits::kTmaBytesQ;  // Q and dO of a step on one barrier
+  pipe_params.role = warp_group == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
+  pipe_params.is_leader = threadIdx.x == 0;
+  pipe_params.num_consumers = kConsumers;
+  Pipeline pipeline_q(shared.pipeline_q, pipe_params, Shape<_1, _1, _1>{});
+  if (threadIdx.x == 0) {
+    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_kv, 1);
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();  // barriers initialized before anyone waits on them
+
+  if (warp_group == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<24>();
+    if (threadIdx.x / 32 == 0 && cute::elect_one_sync()) {
+      const int32_t d = p.head_dim, batches = p.varlen ? 1 : p.batch, bb = p.varlen ? 0 : b;
+      const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
+      const int32_t rows_k = p.varlen ? int32_t(p.total_k) : p.seqlen_k;
+      Tensor mK = params.tma_k.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
+      Tensor mV = params.tma_v.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
+      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, bb));
+      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, bb));
+      Tensor gK = local_tile(mK_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+      Tensor gV = local_tile(mV_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
+      cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_kv, 2 * Traits::kTmaBytesK);
+      auto [tKgK, tKsK] = tma_partition(params.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+      auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+      copy(params.tma_k.with(shared.barrier_kv), tKgK, tKsK);
+      copy(params.tma_v.with(shared.barrier_kv), tVgV, tVsV);
+      Tensor mQ = params.tma_q.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
+      Tensor mdO = params.tma_do.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
+      auto state = cutlass::make_producer_start_state<Pipeline>();
+      Step at = first_step;
+#pragma unroll 1  // 24 registers in this warpgroup
+      for (int step = 0; step < steps; ++step, advance(at)) {
+        const int h = at.h;
+        Tensor mQ_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mQ(_, _, h, bb));
+        Tensor mdO_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mdO(_, _, h, bb));
+        Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
+        Tensor gdO = local_tile(mdO_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
+        pipeline_q.producer_acquire(state);
+        const int st = state.index();
+        auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)),
+                                          group_modes<0, 2>(gQ));
+        auto [tdOgdO, tdOsdO] = tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)),
+                                              group_modes<0, 2>(gdO));
+        copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
+        copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
+        ++state;
+      }
+    }
+    return;
+  }
+
+  // Consumers: thread tid of 256; warpgroup w = tid / 128 owns queries [32w, 32w + 32) of S^T and
+  // dP^T, and head-dim half w of dK, dV and dQ (the tiled MMAs split N between the warpgroups).
+  cutlass::arch::warpgroup_reg_alloc<240>();
+  const int tid = threadIdx.x - 128, w = tid / 128, wtid = tid % 128;
+  typename Traits::TiledMmaSdP mma_sdp;
+  typename Traits::TiledMmaKV mma_kv;
+  typename Traits::TiledMmaQ mma_q;
+  auto thr_sdp = mma_sdp.get_thread_slice(tid);
+  auto thr_kv = mma_kv.get_thread_slice(tid);
+  auto thr_q = mma_q.get_thread_slice(tid);
+  Tensor tSrK = thr_sdp.partition_fragment_A(sK);        // descriptors
+  Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);        // (MMA, N, K, stage)
+  Tensor tdPrV = thr_sdp.partition_fragment_A(sV);
+  Tensor tdPrdO = thr_sdp.partition_fragment_B(sdO);
+  Tensor tdVrPt = thr_kv.partition_fragment_A(sPt);      // (MMA, M, K, parity)
+  Tensor tdVrdOt = thr_kv.partition_fragment_B(sdOt);    // (MMA, N = d half, K = queries, stage)
+  Tensor tdKrdSt = thr_kv.partition_fragment_A(sdSt);
+  Tensor tdKrQt = thr_kv.partition_fragment_B(sQt);
+  Tensor tdQrdS = thr_q.partition_fragment_A(sdS);       // (MMA, M, K, parity)
+  Tensor tdQrKt = thr_q.partition_fragment_B(sKt);
+  Tensor acc_dk = partition_fragment_C(mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
+  Tensor acc_dv = partition_fragment_C(mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
+  clear(acc_dk);
+  clear(acc_dv);
+  using AccS = decltype(partition_fragment_C(mma_sdp, Shape<Int<kBlockN>, Int<kBlockM>>{}));
+  Tensor tScS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kBlockM>>{}));  // (key, query)
+
+  const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
+  const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
+  const PhiloxState rng = philox_state(p);
+  const int diag = si.seqlen_k - si.seqlen_q;
+  const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
+  float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
+  int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
+
+  // lse (log2 units) or D of one of the warpgroup's 32 queries (threads 0-31 lse, 32-63 D; the rest
+  // idle). Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
+  auto load_row_stat = [&](const Step& at) {
+    const int h = at.h, q = at.m_block * kBlockM + 32 * w + wtid % 32;
+    const bool in = q < si.seqlen_q;
+    const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
+    if (wtid >= 64) return 0.f;
+    return wtid < 32 ? (in ? call.lse[i] * float(M_LOG2E) : INFINITY) : (in ? dsum[i] : 0.f);
+  };
+
+  cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
+  auto copy_pt = make_tiled_copy_C(typename Traits::SmemCopyPt{}, mma_sdp);
+  auto thr_copy_pt = copy_pt.get_thread_slice(tid);
+  Tensor tPsPt = thr_copy_pt.partition_D(sPt);    // (CPY, CPY_M, CPY_N, parity)
+  Tensor tdSsdSt = thr_copy_pt.partition_D(sdSt);
+  constexpr bool kEarlyP = !kTransform;  // as in bwd_kernel.h
+  cutlass::PipelineState<Traits::kStages> state;
+  Step at = first_step;
+  float row_stat = steps > 0 ? load_row_stat(first_step) : 0.f;
+  for (int step = 0; step < steps; ++step, advance(at)) {
+    const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
+    pipeline_q.consumer_wait(state);
+    AccS acc_s, acc_dp;
+    warpgroup_fence_operand(acc_s);
+    warpgroup_fence_operand(acc_dp);
+    warpgroup_arrive();
+    gemm_overwrite(mma_sdp, tSrK, tSrQ(_, _, _, st), acc_s);
+    warpgroup_commit_batch();  // S^T
+    gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
+    warpgroup_commit_batch();  // dP^T
+
+    if (wtid < 64) (wtid < 32 ? shared.lse_log2 : shared.dsum)[parity][32 * w + wtid % 32] = row_stat;
+    if (step + 1 < steps) {
+      Step next = at;
+      advance(next);
+      row_stat = load_row_stat(next);
+    }
+    cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written
+    const float* lse_log2 = shared.lse_log2[parity];
+    const float* dsum_q = shared.dsum[parity];
+    Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
+    constexpr int kCols = decltype(size<1>(cS_rc))::value;
+    Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
+    Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
+
+    // Dropout: the forward's mask (common/philox.h); one Philox call covers queries {q, q + 8} x
+    // keys {k, k + 1}, i.e. columns c and c + 2 of this thread's row-column view of S^T.
+    static_assert(decltype(size(acc_s))::value <= 32, "a keep bit per value in one register");
+    uint32_t keep_bits = 0;
+    if constexpr (kDropout) {
+      const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, at.h);
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) {
+          if ((c / 2) % 2) continue;  // the partner of column c - 2
+          const int q = m0 + get<1>(cS_rc(r, c)), key = n0 + get<0>(cS_rc(r, c));
+          const Uint4 bits = philox4x32_10(dropout_counter(subsequence, q, key), uint32_t(rng.seed),
+                                           uint32_t(rng.seed >> 32));
+          CUTE_UNROLL
+          for (int pair = 0; pair < 2; ++pair) {
+            const int col = c + 2 * pair, which = dropout_word(q + 8 * pair, key);
+            const uint32_t word = which == 0 ? bits.x : which == 1 ? bits.y : which == 2 ? bits.z : bits.w;
+            keep_bits |= uint32_t(word >= p.dropout_threshold) << (r * kCols + col);
+          }
+        }
+      }
+    }
+    auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
+    // P = exp(s - lse), dS = P (Z dP - D) g, P Z feeds dV (Alg. 2 lines 13-16; Z the dropout mask,
+    // g the softcap derivative).
+    auto ds_value = [&](int r, int c, float prob, float grad) {
+      const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
+      return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
+    };
+    if constexpr (kEarlyP) warpgroup_wait<1>();  // S^T done
+    else warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_s);
+
+    // Key k sees query q iff k < seqlen_k and q + diag - window_left <= k <= q + diag + window_right
+    // (bwd_kernel.h); the per-element test only where the 64 x 64 block crosses an edge.
+    const int keys_left = si.seqlen_k - n0;
+    const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - n0;
+    const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - n0;
+    const bool whole_block_visible = kBlockN <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kBlockN - 1 <= rel_hi;
+    const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
+    const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
+    auto probabilities = [&](auto masked) {
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) {
+          const int qi = get<1>(cS_rc(r, c)), kr = get<0>(cS_rc(r, c));
+          float score = s_rc(r, c);
+          [[maybe_unused]] float grad = 1.f;
+          if constexpr (kTransform) {
+            score *= p.scale;
+            if (p.softcap > 0.f) {
+              const float t = tanhf(score * softcap_inv);
+              score = p.softcap * t;
+              grad = 1.f - t * t;
+            }
+            if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (n0 + kr)));
+          }
+          float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
+          if constexpr (decltype(masked)::value) {
+            const int rel = kr - qi;
+            prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
+          }
+          if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
+          s_rc(r, c) = prob;
+        }
+      }
+    };
+    if (whole_block_visible)
+      probabilities(cute::false_type{});
+    else
+      probabilities(cute::true_type{});
+
+    // (P Z)^T and dS^T of this warpgroup's queries into shared memory (stmatrix, 8 x 8 tiles).
+    Tensor rP = cute::make_tensor<Element>(acc_s.layout());
+    Tensor rP_rc = cute::make_tensor(rP.data(), rowcol(rP.layout()));
+    CUTE_UNROLL
+    for (int r = 0; r < size<0>(s_rc); ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
+    }
+    copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
+    if constexpr (kEarlyP) {
+      warpgroup_wait<0>();  // dP^T done
+      warpgroup_fence_operand(acc_dp);
+      CUTE_UNROLL
+      for (int r = 0; r < size<0>(s_rc); ++r) {
+        CUTE_UNROLL
+        for (int c = 0; c < kCols; ++c) dp_rc(r, c) = ds_value(r, c, s_rc(r, c), 1.f);
+      }
+    }
+    Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc_dp); ++i) rdS(i) = Element(acc_dp(i));
+    copy(copy_pt, thr_copy_pt.retile_S(rdS), tdSsdSt(_, _, _, parity));
+    cutlass::arch::fence_view_async_shared();  // read next by wgmma (async proxy)
+    cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierPdS);  // both halves written
+
+    // dV += (P Z)^T dO, dK += dS^T Q, dQ = dS K on this warpgroup's half of d.
+    Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+    warpgroup_fence_operand(acc_dv);
+    warpgroup_fence_operand(acc_dk);
+    warpgroup_fence_operand(acc_dq);
+    warpgroup_arrive();
+    cute::gemm(mma_kv, tdVrPt(_, _, _, parity), tdVrdOt(_, _, _, st), acc_dv);
+    cute::gemm(mma_kv, tdKrdSt(_, _, _, parity), tdKrQt(_, _, _, st), acc_dk);
+    gemm_overwrite(mma_q, tdQrdS(_, _, _, parity), tdQrKt, acc_dq);
+    warpgroup_commit_batch();
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_dv);
+    warpgroup_fence_operand(acc_dk);
+    warpgroup_fence_operand(acc_dq);
+    pipeline_q.consumer_release(state);  // Q and dO of this step are read
+    ++state;
+
+    // dQ into dq_accum in the accumulator's register order (the post-process's layout: value i of
+    // consumer thread t at (i / 4) * 4 * 256 + 4 t + i % 4): 16-byte reductions, a warp's 512
+    // contiguous bytes. Padded rows hold zeros (P = 0 there), so every value is added.
+    float* dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
+                      int64_t(at.m_block) * kBlockM * kHeadDim;
+    int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
+    int my_turn = 0;
+    if (call.deterministic) {
+      // Key blocks add into a query block's dQ by descending key (bwd_kernel.h): wait for the ones
+      // above this one.
+      my_turn = key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block;
+      if (tid == 0) {
+        cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
+        while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(32);
+      }
+      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierTurn);
+    }
+    static_assert(decltype(size(acc_dq))::value % 4 == 0);
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc_dq); i += 4)
+      reduce_add4(dq_block + (i / 4) * 4 * kConsumers + 4 * tid, acc_dq(i), acc_dq(i + 1), acc_dq(i + 2),
+                  acc_dq(i + 3));
+    if (call.deterministic) {
+      __threadfence();
+      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierAdded);
+      if (tid == 0) cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
+    }
+  }
+
+  // dK (times the softmax scale: S = scale Q K^T) and dV of the stored keys, this warpgroup's half of d.
+  Tensor tKVcKV = thr_kv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
+  store_dk_dv<Element>(call, si, b, hk, n0, stored_k, cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
+                       cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
+                       cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout())));
+#endif
+}
+
+}  // namespace flashattn::sm90
