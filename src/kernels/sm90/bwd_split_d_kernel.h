@@ -291,8 +291,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
     }
     copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
+    cutlass::arch::fence_view_async_shared();  // read next by wgmma (async proxy)
+    cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // both halves of P^T written
+
+    // dV += (P Z)^T dO on this warpgroup's half of d, while dS is computed.
+    warpgroup_fence_operand(acc_dv);
+    warpgroup_arrive();
+    cute::gemm(mma_kv, tdVrPt(_, _, _, parity), tdVrdOt(_, _, _, st), acc_dv);
+    warpgroup_commit_batch();
     if constexpr (kEarlyP) {
-      warpgroup_wait<0>();  // dP^T done
+      warpgroup_wait<1>();  // dP^T done (dV may still run)
       warpgroup_fence_operand(acc_dp);
       CUTE_UNROLL
       for (int r = 0; r < size<0>(s_rc); ++r) {
@@ -304,25 +312,22 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     CUTE_UNROLL
     for (int i = 0; i < size(acc_dp); ++i) rdS(i) = Element(acc_dp(i));
     copy(copy_pt, thr_copy_pt.retile_S(rdS), tdSsdSt(_, _, _, parity));
-    cutlass::arch::fence_view_async_shared();  // read next by wgmma (async proxy)
-    cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierPdS);  // both halves written
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierdS);  // both halves of dS^T written
 
-    // dV += (P Z)^T dO, dK += dS^T Q, dQ = dS K on this warpgroup's half of d.
+    // dQ = dS K, then dK += dS^T Q, on this warpgroup's half of d; dQ's reductions go out while
+    // dK runs.
     Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
-    warpgroup_fence_operand(acc_dv);
-    warpgroup_fence_operand(acc_dk);
     warpgroup_fence_operand(acc_dq);
     warpgroup_arrive();
-    cute::gemm(mma_kv, tdVrPt(_, _, _, parity), tdVrdOt(_, _, _, st), acc_dv);
-    cute::gemm(mma_kv, tdKrdSt(_, _, _, parity), tdKrQt(_, _, _, st), acc_dk);
     gemm_overwrite(mma_q, tdQrdS(_, _, _, parity), tdQrKt, acc_dq);
     warpgroup_commit_batch();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);
+    warpgroup_arrive();
+    cute::gemm(mma_kv, tdKrdSt(_, _, _, parity), tdKrQt(_, _, _, st), acc_dk);
+    warpgroup_commit_batch();
+    warpgroup_wait<1>();  // dV and dQ done
     warpgroup_fence_operand(acc_dq);
-    pipeline_q.consumer_release(state);  // Q and dO of this step are read
-    ++state;
 
     // dQ into dq_accum in the accumulator's register order (the post-process's layout: value i of
     // consumer thread t at (i / 4) * 4 * 256 + 4 t + i % 4): 16-byte reductions, a warp's 512
@@ -346,6 +351,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     for (int i = 0; i < size(acc_dq); i += 4)
       reduce_add4(dq_block + (i / 4) * 4 * kConsumers + 4 * tid, acc_dq(i), acc_dq(i + 1), acc_dq(i + 2),
                   acc_dq(i + 3));
+    warpgroup_wait<0>();  // dK done
+    warpgroup_fence_operand(acc_dv);
+    warpgroup_fence_operand(acc_dk);
+    pipeline_q.consumer_release(state);  // Q and dO of this step are read
+    ++state;
     if (call.deterministic) {
       __threadfence();
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierAdded);

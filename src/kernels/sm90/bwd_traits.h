@@ -183,9 +183,9 @@ struct BwdSplitDTraits {
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
-  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); P^T and dS^T of both
-  // warpgroups written (3); the deterministic turn seen (4) and the adds issued (5).
-  static constexpr int kBarrierWarpGroup = 1, kBarrierPdS = 3, kBarrierTurn = 4, kBarrierAdded = 5;
+  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); P^T of both warpgroups
+  // written (3), dS^T (4); the deterministic turn seen (5) and the adds issued (6).
+  static constexpr int kBarrierWarpGroup = 1, kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
 
