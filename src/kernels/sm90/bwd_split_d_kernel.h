@@ -182,9 +182,28 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   cutlass::PipelineState<Traits::kStages> state;
   Step at = first_step;
   float row_stat = steps > 0 ? load_row_stat(first_step) : 0.f;
+  // dQ of a step leaves in 4 batches of 4 vector reductions a thread: one under the step's dK GEMM,
+  // the others at three points of the next step (its start, P^T written, dS^T written), so the load/store unit never holds a whole step's
+  // 64 KB of reductions at once (the warps stalled on its queue, and on the reductions' registers,
+  // when all 16 went out together). Deterministic mode sends all 4 before the next key block's turn;
+  // so do the dropout and softcap/ALiBi variants (the held values would spill there).
+  Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+  float* dq_block = nullptr;
+  constexpr int kDqBatches = 4, kDqBatch = decltype(size(acc_dq))::value / kDqBatches;
+  static_assert(kDqBatch % 4 == 0);
+  auto send_dq = [&](int batch) {
+    CUTE_UNROLL
+    for (int i = batch * kDqBatch; i < (batch + 1) * kDqBatch; i += 4)
+      reduce_add4(dq_block + (i / 4) * 4 * kConsumers + 4 * tid, acc_dq(i), acc_dq(i + 1), acc_dq(i + 2),
+                  acc_dq(i + 3));
+  };
+  const bool spread_dq = !kDropout && !kTransform && !call.deterministic;
   for (int step = 0; step < steps; ++step, advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
+    // (Not after the S^T / dP^T issue: reading these registers under those GEMMs makes ptxas wait for
+    // them, C7517.)
+    if (spread_dq && step > 0) send_dq(1);
     AccS acc_s, acc_dp;
     warpgroup_fence_operand(acc_s);
     warpgroup_fence_operand(acc_dp);
@@ -293,6 +312,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
     cutlass::arch::fence_view_async_shared();  // read next by wgmma (async proxy)
     cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // both halves of P^T written
+    if (spread_dq && step > 0) send_dq(2);
 
     // dV += (P Z)^T dO on this warpgroup's half of d, while dS is computed.
     warpgroup_fence_operand(acc_dv);
@@ -314,10 +334,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     copy(copy_pt, thr_copy_pt.retile_S(rdS), tdSsdSt(_, _, _, parity));
     cutlass::arch::fence_view_async_shared();
     cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierdS);  // both halves of dS^T written
+    if (spread_dq && step > 0) send_dq(3);
 
     // dQ = dS K, then dK += dS^T Q, on this warpgroup's half of d; dQ's reductions go out while
     // dK runs.
-    Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
     warpgroup_fence_operand(acc_dq);
     warpgroup_arrive();
     gemm_overwrite(mma_q, tdQrdS(_, _, _, parity), tdQrKt, acc_dq);
@@ -332,7 +352,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // dQ into dq_accum in the accumulator's register order (the post-process's layout: value i of
     // consumer thread t at (i / 4) * 4 * 256 + 4 t + i % 4): 16-byte reductions, a warp's 512
     // contiguous bytes. Padded rows hold zeros (P = 0 there), so every value is added.
-    float* dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
+    dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
                       int64_t(at.m_block) * kBlockM * kHeadDim;
     int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
     int my_turn = 0;
@@ -346,11 +366,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierTurn);
     }
-    static_assert(decltype(size(acc_dq))::value % 4 == 0);
-    CUTE_UNROLL
-    for (int i = 0; i < size(acc_dq); i += 4)
-      reduce_add4(dq_block + (i / 4) * 4 * kConsumers + 4 * tid, acc_dq(i), acc_dq(i + 1), acc_dq(i + 2),
-                  acc_dq(i + 3));
+    send_dq(0);
+    if (!spread_dq) {
+      CUTE_UNROLL
+      for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
+    }
     warpgroup_wait<0>();  // dK done
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);
@@ -361,6 +381,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierAdded);
       if (tid == 0) cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
     }
+  }
+
+  if (spread_dq && steps > 0) {
+    CUTE_UNROLL
+    for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
   }
 
   // dK (times the softmax scale: S = scale Q K^T) and dV of the stored keys, this warpgroup's half of d.
