@@ -109,8 +109,10 @@ TEST(Sm90BwdScope, UncoveredCallsSayNotSupported) {
 
 // AUTO runs the Hopper backward on sm90 where it covers the call in FA2's head-dim bucket (64, 128,
 // 256): its dK and dV are summed in one CTA's registers in a fixed order, so AUTO's equal
-// BACKEND_SM90's bit for bit (and differ from FA2's); d192 (no Hopper bucket of its own) falls back
-// to FA2.
+// BACKEND_SM90's bit for bit; d192 (no Hopper bucket of its own) falls back to FA2. At d128 the two
+// kernels sum in different orders, so the outputs also tell which one ran; at d192/d256 both sum dK
+// and dV over the same 64-query steps and come out bit for bit equal (measured on H100), so there
+// the test shows only that AUTO's result is the chosen kernel's.
 TEST(Sm90BwdScope, AutoPicksHopperAndFallsBack) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
@@ -132,10 +134,11 @@ TEST(Sm90BwdScope, AutoPicksHopperAndFallsBack) {
     ASSERT_TRUE(autop.bwd_status.ok() && hopper.bwd_status.ok() && fa2.bwd_status.ok())
         << autop.bwd_status.message << hopper.bwd_status.message << fa2.bwd_status.message;
     const DeviceRun& want = d == 192 ? fa2 : hopper;
-    const DeviceRun& other = d == 192 ? hopper : fa2;
     EXPECT_EQ(autop.dk, want.dk) << "AUTO did not run the " << (d == 192 ? "FA2" : "Hopper") << " backward";
     EXPECT_EQ(autop.dv, want.dv);
-    EXPECT_NE(autop.dk, other.dk) << "AUTO ran the " << (d == 192 ? "Hopper" : "FA2") << " backward";
+    if (d == 128) {
+      EXPECT_NE(autop.dk, fa2.dk) << "AUTO ran the FA2 backward";
+    }
   }
 }
 
