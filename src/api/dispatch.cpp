@@ -108,8 +108,8 @@ Status no_fast_kernel(const Problem& p, const char* pass, Backend backend) {
 }
 
 // The backward kernel of a call: BACKEND_SM90 takes the Hopper one (it reports what it does not
-// cover); AUTO takes it on sm90 where it covers the call in the head-dim bucket FA2 would use (64
-// and 128, where it measured 1.4-1.9x FA2's backward on H200, bench/NOTES.md), else FA2.
+// cover); AUTO takes it on sm90 where it covers the call in the head-dim bucket FA2 would use (64,
+// 128 and 256: 1.08-1.65x PyTorch's FA2 backward on H100, bench/NOTES.md session 7), else FA2.
 const KernelEntry<BwdCall>* choose_bwd(const BwdCall& call) {
   if (call.backend == Backend::kSm90 || call.backend == Backend::kAuto)
     if (const KernelEntry<BwdCall>* k = find_sm90(kSm90Bwd, call)) {
