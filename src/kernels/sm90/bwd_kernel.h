@@ -26,6 +26,7 @@
 #include "kernels/common/problem.h"
 #include "kernels/common/store_tile.h"
 #include "kernels/sm80/bwd.h"
+#include "kernels/sm90/bwd_pointwise.h"
 #include "kernels/sm90/bwd_traits.h"
 #include "kernels/sm90/fwd_kernel.h"  // rowcol, acc_as_operand_a
 
@@ -227,7 +228,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
   const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
   const PhiloxState rng = philox_state(p);
-  const int diag = si.seqlen_k - si.seqlen_q;
   const int k0 = n0 + w * kKeys;  // this warpgroup's first key
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
 
@@ -281,30 +281,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
 
-    // Dropout (the forward's mask, common/philox.h), under the GEMMs: one Philox call covers queries
-    // {q, q + 8} x keys {k, k + 1}. This thread holds S transposed, so a call serves its values at
-    // (k, q) and (k, q + 8): columns c and c + 2 of the row-column view. A keep bit per value.
-    static_assert(decltype(size(acc_s))::value <= 32, "a keep bit per value in one register");
-    uint32_t keep_bits = 0;
-    if constexpr (kDropout) {
-      const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, at.h);
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) {
-          if ((c / 2) % 2) continue;  // the partner of column c - 2
-          const int q = m0 + get<1>(cS_rc(r, c)), key = k0 + get<0>(cS_rc(r, c));
-          const Uint4 bits = philox4x32_10(dropout_counter(subsequence, q, key), uint32_t(rng.seed),
-                                           uint32_t(rng.seed >> 32));
-          CUTE_UNROLL
-          for (int pair = 0; pair < 2; ++pair) {
-            const int col = c + 2 * pair, which = dropout_word(q + 8 * pair, key);
-            const uint32_t word = which == 0 ? bits.x : which == 1 ? bits.y : which == 2 ? bits.z : bits.w;
-            keep_bits |= uint32_t(word >= p.dropout_threshold) << (r * kCols + col);
-          }
-        }
-      }
-    }
+    // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
+    const uint32_t keep_bits = kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, k0) : 0u;
     auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
     // Per value (with dropout mask Z and the softcap derivative g):
     //   P = exp(s - lse),  dS = P (Z dP - D) g,  and P Z feeds dV  (Alg. 2 lines 13-16).
@@ -316,49 +294,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     else warpgroup_wait<0>();
     warpgroup_fence_operand(acc_s);
 
-    // P^T = exp(scale S^T - lse), masked per element only where this warpgroup's 64 x 64 block
-    // crosses the sequence end or the causal/window diagonal (a step-uniform test; the element loop
-    // stays branch-free elsewhere). Key k sees query q iff k < seqlen_k and
-    // q + diag - window_left <= k <= q + diag + window_right (a negative window is unbounded), in
-    // block-local coordinates:
-    const int keys_left = si.seqlen_k - k0;
-    const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - k0;
-    const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - k0;
-    const bool whole_block_visible = kKeys <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kKeys - 1 <= rel_hi;
+    // P^T = exp(scale S^T - lse), masked per element only where the block crosses the sequence end or
+    // the causal/window diagonal (bwd_pointwise.h); with a transform, dS in the same pass.
+    const BlockVisibility vis = block_visibility<kKeys, kBlockM>(p, si, m0, k0);
     const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
     const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
-    auto probabilities = [&](auto masked) {
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) {
-          const int qi = get<1>(cS_rc(r, c)), kr = get<0>(cS_rc(r, c));
-          float score = s_rc(r, c);
-          [[maybe_unused]] float grad = 1.f;
-          if constexpr (kTransform) {
-            score *= p.scale;
-            if (p.softcap > 0.f) {
-              const float t = tanhf(score * softcap_inv);
-              score = p.softcap * t;
-              grad = 1.f - t * t;
-            }
-            if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
-          }
-          float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
-          if constexpr (decltype(masked)::value) {
-            // key k0 + kr sees query m0 + qi iff kr < keys_left and kr - qi in [rel_lo, rel_hi]
-            const int rel = kr - qi;
-            prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
-          }
-          if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
-          s_rc(r, c) = prob;
-        }
-      }
+    auto on_prob = [&](int r, int c, float prob, float grad) {
+      if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
     };
-    if (whole_block_visible)
-      probabilities(cute::false_type{});
+    if (vis.whole)
+      probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                       on_prob);
     else
-      probabilities(cute::true_type{});
+      probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                      on_prob);
 
     // dV += (P Z)^T dO, issued as soon as P is (group 3).
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
@@ -467,9 +416,11 @@ __global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::
   const SeqInfo si = seq_info(p, b);
   if (m_block * kBlockM >= si.seqlen_q) return;
   const float* block = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + ws.dq_accum) +
-                       sm80::dq_accum_block(p, ws, b, si.q_row0, h, 0, kHeadDim) + int64_t(m_block) * kBlockM * kHeadDim;
+                       sm80::dq_accum_block(p, ws, b, si.q_row0, h, 0, kHeadDim) +
+                       int64_t(m_block) * kBlockM * kHeadDim;
   typename Traits::TiledMmaQ mma_q;
-  Tensor tQcQ = mma_q.get_thread_slice(threadIdx.x).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  Tensor tQcQ =
+      mma_q.get_thread_slice(threadIdx.x).partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
   // Values i, i + 1 (i even) are neighbours in a row.
   CUTE_UNROLL
   for (int i = 0; i < size(tQcQ); i += 4) {

@@ -49,7 +49,8 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   auto smem_q = take<0, 2>(typename Traits::SmemLayoutQ{});
   auto smem_k = take<0, 2>(typename Traits::SmemLayoutK{});
   BwdKernelParams<Traits> params{
-      call, ws,
+      call,
+      ws,
       make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.q, rows_q, p.nheads, p.q_stride), smem_q, box_q, _1{}),
       make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, call.dout, rows_q, p.nheads, call.dout_stride), smem_q, box_q,
                     _1{}),
@@ -58,17 +59,22 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   constexpr int smem = Traits::kSmemBytes;
   const bool transform = p.softcap > 0.f || p.alibi_slopes;
   auto pick = [&](auto dropout, auto transform_) {
-    if constexpr (Traits::kSplitD) return bwd_split_d_kernel<Traits, decltype(dropout)::value, decltype(transform_)::value>;
-    else return bwd_kernel<Traits, decltype(dropout)::value, decltype(transform_)::value>;
+    if constexpr (Traits::kSplitD)
+      return bwd_split_d_kernel<Traits, decltype(dropout)::value, decltype(transform_)::value>;
+    else
+      return bwd_kernel<Traits, decltype(dropout)::value, decltype(transform_)::value>;
   };
-  auto kernel = p.dropout_p > 0.f ? (transform ? pick(std::true_type{}, std::true_type{}) : pick(std::true_type{}, std::false_type{}))
-                                  : (transform ? pick(std::false_type{}, std::true_type{}) : pick(std::false_type{}, std::false_type{}));
+  auto kernel =
+      p.dropout_p > 0.f
+          ? (transform ? pick(std::true_type{}, std::true_type{}) : pick(std::true_type{}, std::false_type{}))
+          : (transform ? pick(std::false_type{}, std::true_type{}) : pick(std::false_type{}, std::false_type{}));
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   const dim3 grid((p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN, p.batch, p.nheads_k);
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   if (Status s = launched("backward"); !s.ok()) return s;
   constexpr int post_threads = decltype(size(typename Traits::TiledMmaQ{}))::value;
-  sm90::bwd_postprocess_kernel<Traits><<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), post_threads, 0, stream>>>(call, ws);
+  sm90::bwd_postprocess_kernel<Traits>
+      <<<dim3((p.seqlen_q + 63) / 64, p.nheads, p.batch), post_threads, 0, stream>>>(call, ws);
   return launched("backward post-process");
 }
 

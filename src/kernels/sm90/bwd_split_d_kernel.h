@@ -18,7 +18,7 @@
 #include <cute/tensor.hpp>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
 
-#include "kernels/sm90/bwd_kernel.h"  // BwdKernelParams, the pointwise helpers' headers
+#include "kernels/sm90/bwd_kernel.h"  // BwdKernelParams; includes bwd_pointwise.h
 
 namespace flashattn::sm90 {
 
@@ -116,10 +116,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         Tensor gdO = local_tile(mdO_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
         pipeline_q.producer_acquire(state);
         const int st = state.index();
-        auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)),
-                                          group_modes<0, 2>(gQ));
-        auto [tdOgdO, tdOsdO] = tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)),
-                                              group_modes<0, 2>(gdO));
+        auto [tQgQ, tQsQ] =
+            tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)), group_modes<0, 2>(gQ));
+        auto [tdOgdO, tdOsdO] =
+            tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)), group_modes<0, 2>(gdO));
         copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
         copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
         ++state;
@@ -138,15 +138,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   auto thr_sdp = mma_sdp.get_thread_slice(tid);
   auto thr_kv = mma_kv.get_thread_slice(tid);
   auto thr_q = mma_q.get_thread_slice(tid);
-  Tensor tSrK = thr_sdp.partition_fragment_A(sK);        // descriptors
-  Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);        // (MMA, N, K, stage)
+  Tensor tSrK = thr_sdp.partition_fragment_A(sK);  // descriptors
+  Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);  // (MMA, N, K, stage)
   Tensor tdPrV = thr_sdp.partition_fragment_A(sV);
   Tensor tdPrdO = thr_sdp.partition_fragment_B(sdO);
-  Tensor tdVrPt = thr_kv.partition_fragment_A(sPt);      // (MMA, M, K, parity)
-  Tensor tdVrdOt = thr_kv.partition_fragment_B(sdOt);    // (MMA, N = d half, K = queries, stage)
+  Tensor tdVrPt = thr_kv.partition_fragment_A(sPt);    // (MMA, M, K, parity)
+  Tensor tdVrdOt = thr_kv.partition_fragment_B(sdOt);  // (MMA, N = d half, K = queries, stage)
   Tensor tdKrdSt = thr_kv.partition_fragment_A(sdSt);
   Tensor tdKrQt = thr_kv.partition_fragment_B(sQt);
-  Tensor tdQrdS = thr_q.partition_fragment_A(sdS);       // (MMA, M, K, parity)
+  Tensor tdQrdS = thr_q.partition_fragment_A(sdS);  // (MMA, M, K, parity)
   Tensor tdQrKt = thr_q.partition_fragment_B(sKt);
   Tensor acc_dk = partition_fragment_C(mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
   Tensor acc_dv = partition_fragment_C(mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
@@ -158,7 +158,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
   const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
   const PhiloxState rng = philox_state(p);
-  const int diag = si.seqlen_k - si.seqlen_q;
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
   float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
   int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
@@ -176,15 +175,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
   auto copy_pt = make_tiled_copy_C(typename Traits::SmemCopyPt{}, mma_sdp);
   auto thr_copy_pt = copy_pt.get_thread_slice(tid);
-  Tensor tPsPt = thr_copy_pt.partition_D(sPt);    // (CPY, CPY_M, CPY_N, parity)
+  Tensor tPsPt = thr_copy_pt.partition_D(sPt);  // (CPY, CPY_M, CPY_N, parity)
   Tensor tdSsdSt = thr_copy_pt.partition_D(sdSt);
   constexpr bool kEarlyP = !kTransform;  // as in bwd_kernel.h
   cutlass::PipelineState<Traits::kStages> state;
   Step at = first_step;
   float row_stat = steps > 0 ? load_row_stat(first_step) : 0.f;
   // dQ of a step leaves in 4 batches of 4 vector reductions a thread: one under the step's dK GEMM,
-  // the others at three points of the next step (its start, P^T written, dS^T written), so the load/store unit never holds a whole step's
-  // 64 KB of reductions at once (the warps stalled on its queue, and on the reductions' registers,
+  // the others at three points of the next step (its start, P^T written, dS^T written), so the load/store unit never
+  // holds a whole step's 64 KB of reductions at once (the warps stalled on its queue, and on the reductions' registers,
   // when all 16 went out together). Deterministic mode sends all 4 before the next key block's turn;
   // so do the dropout and softcap/ALiBi variants (the held values would spill there).
   Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
@@ -227,29 +226,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
 
-    // Dropout: the forward's mask (common/philox.h); one Philox call covers queries {q, q + 8} x
-    // keys {k, k + 1}, i.e. columns c and c + 2 of this thread's row-column view of S^T.
-    static_assert(decltype(size(acc_s))::value <= 32, "a keep bit per value in one register");
-    uint32_t keep_bits = 0;
-    if constexpr (kDropout) {
-      const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, at.h);
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) {
-          if ((c / 2) % 2) continue;  // the partner of column c - 2
-          const int q = m0 + get<1>(cS_rc(r, c)), key = n0 + get<0>(cS_rc(r, c));
-          const Uint4 bits = philox4x32_10(dropout_counter(subsequence, q, key), uint32_t(rng.seed),
-                                           uint32_t(rng.seed >> 32));
-          CUTE_UNROLL
-          for (int pair = 0; pair < 2; ++pair) {
-            const int col = c + 2 * pair, which = dropout_word(q + 8 * pair, key);
-            const uint32_t word = which == 0 ? bits.x : which == 1 ? bits.y : which == 2 ? bits.z : bits.w;
-            keep_bits |= uint32_t(word >= p.dropout_threshold) << (r * kCols + col);
-          }
-        }
-      }
-    }
+    // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
+    const uint32_t keep_bits = kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, n0) : 0u;
     auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
     // P = exp(s - lse), dS = P (Z dP - D) g, P Z feeds dV (Alg. 2 lines 13-16; Z the dropout mask,
     // g the softcap derivative).
@@ -257,49 +235,26 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
       return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
     };
-    if constexpr (kEarlyP) warpgroup_wait<1>();  // S^T done
-    else warpgroup_wait<0>();
+    if constexpr (kEarlyP)
+      warpgroup_wait<1>();  // S^T done
+    else
+      warpgroup_wait<0>();
     warpgroup_fence_operand(acc_s);
 
-    // Key k sees query q iff k < seqlen_k and q + diag - window_left <= k <= q + diag + window_right
-    // (bwd_kernel.h); the per-element test only where the 64 x 64 block crosses an edge.
-    const int keys_left = si.seqlen_k - n0;
-    const int rel_lo = p.window_left < 0 ? -(1 << 30) : diag - p.window_left + m0 - n0;
-    const int rel_hi = p.window_right < 0 ? (1 << 30) : diag + p.window_right + m0 - n0;
-    const bool whole_block_visible = kBlockN <= keys_left && 0 - (kBlockM - 1) >= rel_lo && kBlockN - 1 <= rel_hi;
+    // P^T = exp(scale S^T - lse), masked per element only where the block crosses the sequence end or
+    // the causal/window diagonal (bwd_pointwise.h); with a transform, dS in the same pass.
+    const BlockVisibility vis = block_visibility<kBlockN, kBlockM>(p, si, m0, n0);
     const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
     const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
-    auto probabilities = [&](auto masked) {
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) {
-          const int qi = get<1>(cS_rc(r, c)), kr = get<0>(cS_rc(r, c));
-          float score = s_rc(r, c);
-          [[maybe_unused]] float grad = 1.f;
-          if constexpr (kTransform) {
-            score *= p.scale;
-            if (p.softcap > 0.f) {
-              const float t = tanhf(score * softcap_inv);
-              score = p.softcap * t;
-              grad = 1.f - t * t;
-            }
-            if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (n0 + kr)));
-          }
-          float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
-          if constexpr (decltype(masked)::value) {
-            const int rel = kr - qi;
-            prob = kr < keys_left && rel >= rel_lo && rel <= rel_hi ? prob : 0.f;
-          }
-          if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
-          s_rc(r, c) = prob;
-        }
-      }
+    auto on_prob = [&](int r, int c, float prob, float grad) {
+      if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
     };
-    if (whole_block_visible)
-      probabilities(cute::false_type{});
+    if (vis.whole)
+      probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                       on_prob);
     else
-      probabilities(cute::true_type{});
+      probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                      on_prob);
 
     // (P Z)^T and dS^T of this warpgroup's queries into shared memory (stmatrix, 8 x 8 tiles).
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
@@ -310,7 +265,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
     }
     copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
-    cutlass::arch::fence_view_async_shared();  // read next by wgmma (async proxy)
+    cutlass::arch::fence_view_async_shared();                          // read next by wgmma (async proxy)
     cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // both halves of P^T written
     if (spread_dq && step > 0) send_dq(2);
 
@@ -353,7 +308,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // consumer thread t at (i / 4) * 4 * 256 + 4 t + i % 4): 16-byte reductions, a warp's 512
     // contiguous bytes. Padded rows hold zeros (P = 0 there), so every value is added.
     dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
-                      int64_t(at.m_block) * kBlockM * kHeadDim;
+               int64_t(at.m_block) * kBlockM * kHeadDim;
     int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
     int my_turn = 0;
     if (call.deterministic) {
@@ -379,7 +334,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     if (call.deterministic) {
       __threadfence();
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierAdded);
-      if (tid == 0) cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
+      if (tid == 0)
+        cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
     }
   }
 
