@@ -26,19 +26,13 @@
 #include "kernels/common/problem.h"
 #include "kernels/common/store_tile.h"
 #include "kernels/sm80/bwd.h"
+#include "kernels/sm90/bwd_load.h"
 #include "kernels/sm90/bwd_pointwise.h"
 #include "kernels/sm90/bwd_traits.h"
 #include "kernels/sm90/fwd_kernel.h"  // rowcol, acc_as_operand_a
 
 namespace flashattn::sm90 {
 
-template <typename Traits>
-struct BwdKernelParams {
-  BwdCall call;
-  sm80::BwdWorkspace ws;
-  typename Traits::TmaQ tma_q, tma_do;
-  typename Traits::TmaK tma_k, tma_v;
-};
 
 // Named barrier `id` of `threads`: wait for it (bar.sync) when `wait`, else only arrive.
 __device__ __forceinline__ void sync_or_arrive(bool wait, int id, int threads) {
@@ -70,21 +64,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int n0 = n_block * kBlockN;
   const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
   if (n0 >= stored_k) return;  // every thread leaves together
-  const int group = p.nheads / p.nheads_k;
-  const BlockRange query_blocks = query_blocks_of(p, n_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
-  const int m_begin = query_blocks.begin, m_end = query_blocks.end;
-  const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
-  // Every role walks the steps in the same order: query blocks of a head, then the next head.
-  struct Step {
-    int h, m_block;
-  };
-  const Step first_step{hk * group, m_begin};
-  auto advance = [&](Step& s) {
-    if (++s.m_block == m_end) {
-      s.m_block = m_begin;
-      ++s.h;
-    }
-  };
+  const BwdSteps walk = bwd_steps<kBlockM, kBlockN>(p, si, n_block, hk);
+  const int steps = walk.count;
 
   const int warp_group = cutlass::canonical_warp_group_idx();  // warp-uniform to the compiler
   Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
@@ -97,29 +78,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor sdS = cute::make_tensor(make_smem_ptr(shared.ds.begin()), typename Traits::SmemLayoutdS{});
   Tensor sdSt = cute::make_tensor(make_smem_ptr(shared.ds.begin()), typename Traits::SmemLayoutdSt{});
 
-  typename Pipeline::Params pipe_params;
-  pipe_params.transaction_bytes = 2 * Traits::kTmaBytesQ;  // Q and dO of a step on one barrier
-  pipe_params.role = warp_group == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
-  pipe_params.is_leader = threadIdx.x == 0;
-  pipe_params.num_consumers = Traits::kConsumerThreads;
-  Pipeline pipeline_q(shared.pipeline_q, pipe_params, Shape<_1, _1, _1>{});
-  if (threadIdx.x == 0) {
-    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_kv, 1);
-    cutlass::arch::fence_barrier_init();
-  }
-  __syncthreads();  // barriers initialized before anyone waits on them
+  Pipeline pipeline_q = init_bwd_barriers<Traits>(shared, warp_group == 0);
 
   if (warp_group == 0) {
     cutlass::arch::warpgroup_reg_dealloc<24>();
     if (threadIdx.x / 32 == 0 && cute::elect_one_sync()) {
-      // TMA views (rows, d, heads, batch); varlen packs every sequence into one batch entry.
-      const int32_t d = p.head_dim, batches = p.varlen ? 1 : p.batch, bb = p.varlen ? 0 : b;
-      const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
-      const int32_t rows_k = p.varlen ? int32_t(p.total_k) : p.seqlen_k;
-      Tensor mK = params.tma_k.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
-      Tensor mV = params.tma_v.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
-      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, bb));
-      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, bb));
+      const BwdTmaShape t = bwd_tma_shape(p, b);
+      Tensor mK = params.tma_k.get_tma_tensor(make_shape(t.rows_k, t.d, p.nheads_k, t.batches));
+      Tensor mV = params.tma_v.get_tma_tensor(make_shape(t.rows_k, t.d, p.nheads_k, t.batches));
+      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, t.bb));
+      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, t.bb));
       Tensor gK = local_tile(mK_seq, Shape<Int<kKeys>, Int<kHeadDim>>{}, make_coord(_, _0{}));
       Tensor gV = local_tile(mV_seq, Shape<Int<kKeys>, Int<kHeadDim>>{}, make_coord(_, _0{}));
       cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_kv, 4 * Traits::kTmaBytesK);
@@ -132,27 +100,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         copy(params.tma_k.with(shared.barrier_kv), tKgK(_, 2 * n_block + w), tKsK);
         copy(params.tma_v.with(shared.barrier_kv), tVgV(_, 2 * n_block + w), tVsV);
       }
-      Tensor mQ = params.tma_q.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
-      Tensor mdO = params.tma_do.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
-      auto state = cutlass::make_producer_start_state<Pipeline>();
-      Step at = first_step;
-#pragma unroll 1  // 24 registers in this warpgroup
-      for (int step = 0; step < steps; ++step, advance(at)) {
-        const int h = at.h;
-        Tensor mQ_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mQ(_, _, h, bb));
-        Tensor mdO_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mdO(_, _, h, bb));
-        Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
-        Tensor gdO = local_tile(mdO_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
-        pipeline_q.producer_acquire(state);
-        const int st = state.index();
-        auto [tQgQ, tQsQ] = tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)),
-                                          group_modes<0, 2>(gQ));
-        auto [tdOgdO, tdOsdO] = tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)),
-                                              group_modes<0, 2>(gdO));
-        copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
-        copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
-        ++state;
-      }
+      load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
     } else if (threadIdx.x / 32 == 1) {
       // The dQ writer: per step, once the step's consumer warpgroup has put its dQ in shared memory,
       // one bulk reduction adds the whole 64 x d block to dq_accum (32 KB at d = 128 in one
@@ -160,9 +108,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
       int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
       if (steps > 0) cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
-      Step at = first_step;
+      BwdStep at = walk.first;
 #pragma unroll 1  // 24 registers in this warpgroup
-      for (int step = 0; step < steps; ++step, advance(at)) {
+      for (int step = 0; step < steps; ++step, walk.advance(at)) {
         cutlass::arch::NamedBarrier::sync(Traits::kDqSyncThreads, Traits::kBarrierDqFull);
         if (cute::elect_one_sync()) {
           float* block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
@@ -233,7 +181,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   // lse (log2 units) or D of one of a step's queries, one per thread (threads 0-63 lse, 64-127 D).
   // Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
-  auto load_row_stat = [&](const Step& at) {
+  auto load_row_stat = [&](const BwdStep& at) {
     const int h = at.h, q = at.m_block * kBlockM + tid % kBlockM;
     const bool in = q < si.seqlen_q;
     const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
@@ -250,10 +198,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // both GEMMs (the softcap derivative would otherwise be kept in 32 more registers).
   constexpr bool kEarlyP = !kTransform;
   cutlass::PipelineState<Traits::kStages> state;
-  Step at = first_step;
+  BwdStep at = walk.first;
   // The lse/D value of the next step is loaded one step ahead, so its latency hides under a step.
-  float row_stat = steps > 0 ? load_row_stat(first_step) : 0.f;
-  for (int step = 0; step < steps; ++step, advance(at)) {
+  float row_stat = steps > 0 ? load_row_stat(walk.first) : 0.f;
+  for (int step = 0; step < steps; ++step, walk.advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
     AccS acc_s, acc_dp;
@@ -269,8 +217,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // still be read by slower threads of the previous step), the next step's loaded.
     (tid < kBlockM ? shared.lse_log2 : shared.dsum)[parity][w][tid % kBlockM] = row_stat;
     if (step + 1 < steps) {
-      Step next = at;
-      advance(next);
+      BwdStep next = at;
+      walk.advance(next);
       row_stat = load_row_stat(next);
     }
     cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written

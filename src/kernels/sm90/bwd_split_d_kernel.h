@@ -47,20 +47,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int n0 = n_block * kBlockN;
   const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
   if (n0 >= stored_k) return;  // every thread leaves together
-  const int group = p.nheads / p.nheads_k;
-  const BlockRange query_blocks = query_blocks_of(p, n_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k);
-  const int m_begin = query_blocks.begin, m_end = query_blocks.end;
-  const int steps = m_end > m_begin ? group * (m_end - m_begin) : 0;  // (query head, query block) pairs
-  struct Step {
-    int h, m_block;
-  };
-  const Step first_step{hk * group, m_begin};
-  auto advance = [&](Step& s) {
-    if (++s.m_block == m_end) {
-      s.m_block = m_begin;
-      ++s.h;
-    }
-  };
+  const BwdSteps walk = bwd_steps<kBlockM, kBlockN>(p, si, n_block, hk);
+  const int steps = walk.count;
 
   const int warp_group = cutlass::canonical_warp_group_idx();
   Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
@@ -74,28 +62,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor sdSt = cute::make_tensor(make_smem_ptr(shared.dst.begin()), typename Traits::SmemLayoutPt{});
   Tensor sdS = cute::make_tensor(make_smem_ptr(shared.dst.begin()), typename Traits::SmemLayoutdS{});
 
-  typename Pipeline::Params pipe_params;
-  pipe_params.transaction_bytes = 2 * Traits::kTmaBytesQ;  // Q and dO of a step on one barrier
-  pipe_params.role = warp_group == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
-  pipe_params.is_leader = threadIdx.x == 0;
-  pipe_params.num_consumers = kConsumers;
-  Pipeline pipeline_q(shared.pipeline_q, pipe_params, Shape<_1, _1, _1>{});
-  if (threadIdx.x == 0) {
-    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_kv, 1);
-    cutlass::arch::fence_barrier_init();
-  }
-  __syncthreads();  // barriers initialized before anyone waits on them
+  Pipeline pipeline_q = init_bwd_barriers<Traits>(shared, warp_group == 0);
 
   if (warp_group == 0) {
     cutlass::arch::warpgroup_reg_dealloc<24>();
     if (threadIdx.x / 32 == 0 && cute::elect_one_sync()) {
-      const int32_t d = p.head_dim, batches = p.varlen ? 1 : p.batch, bb = p.varlen ? 0 : b;
-      const int32_t rows_q = p.varlen ? int32_t(p.total_q) : p.seqlen_q;
-      const int32_t rows_k = p.varlen ? int32_t(p.total_k) : p.seqlen_k;
-      Tensor mK = params.tma_k.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
-      Tensor mV = params.tma_v.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
-      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, bb));
-      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, bb));
+      const BwdTmaShape t = bwd_tma_shape(p, b);
+      Tensor mK = params.tma_k.get_tma_tensor(make_shape(t.rows_k, t.d, p.nheads_k, t.batches));
+      Tensor mV = params.tma_v.get_tma_tensor(make_shape(t.rows_k, t.d, p.nheads_k, t.batches));
+      Tensor mK_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mK(_, _, hk, t.bb));
+      Tensor mV_seq = domain_offset(make_coord(int32_t(si.k_row0), _0{}), mV(_, _, hk, t.bb));
       Tensor gK = local_tile(mK_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
       Tensor gV = local_tile(mV_seq, Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(n_block, _0{}));
       cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_kv, 2 * Traits::kTmaBytesK);
@@ -103,27 +79,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
       copy(params.tma_k.with(shared.barrier_kv), tKgK, tKsK);
       copy(params.tma_v.with(shared.barrier_kv), tVgV, tVsV);
-      Tensor mQ = params.tma_q.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
-      Tensor mdO = params.tma_do.get_tma_tensor(make_shape(rows_q, d, p.nheads, batches));
-      auto state = cutlass::make_producer_start_state<Pipeline>();
-      Step at = first_step;
-#pragma unroll 1  // 24 registers in this warpgroup
-      for (int step = 0; step < steps; ++step, advance(at)) {
-        const int h = at.h;
-        Tensor mQ_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mQ(_, _, h, bb));
-        Tensor mdO_seq = domain_offset(make_coord(int32_t(si.q_row0), _0{}), mdO(_, _, h, bb));
-        Tensor gQ = local_tile(mQ_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
-        Tensor gdO = local_tile(mdO_seq, Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(at.m_block, _0{}));
-        pipeline_q.producer_acquire(state);
-        const int st = state.index();
-        auto [tQgQ, tQsQ] =
-            tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)), group_modes<0, 2>(gQ));
-        auto [tdOgdO, tdOsdO] =
-            tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)), group_modes<0, 2>(gdO));
-        copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
-        copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
-        ++state;
-      }
+      load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
     }
     return;
   }
@@ -164,7 +120,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   // lse (log2 units) or D of one of the warpgroup's 32 queries (threads 0-31 lse, 32-63 D; the rest
   // idle). Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
-  auto load_row_stat = [&](const Step& at) {
+  auto load_row_stat = [&](const BwdStep& at) {
     const int h = at.h, q = at.m_block * kBlockM + 32 * w + wtid % 32;
     const bool in = q < si.seqlen_q;
     const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
@@ -179,8 +135,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tdSsdSt = thr_copy_pt.partition_D(sdSt);
   constexpr bool kEarlyP = !kTransform;  // as in bwd_kernel.h
   cutlass::PipelineState<Traits::kStages> state;
-  Step at = first_step;
-  float row_stat = steps > 0 ? load_row_stat(first_step) : 0.f;
+  BwdStep at = walk.first;
+  float row_stat = steps > 0 ? load_row_stat(walk.first) : 0.f;
   // dQ of a step leaves in 4 batches of 4 vector reductions a thread: one under the step's dK GEMM,
   // the others at three points of the next step (its start, P^T written, dS^T written), so the load/store unit never
   // holds a whole step's 64 KB of reductions at once (the warps stalled on its queue, and on the reductions' registers,
@@ -197,7 +153,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                   acc_dq(i + 3));
   };
   const bool spread_dq = !kDropout && !kTransform && !call.deterministic;
-  for (int step = 0; step < steps; ++step, advance(at)) {
+  for (int step = 0; step < steps; ++step, walk.advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
     // (Not after the S^T / dP^T issue: reading these registers under those GEMMs makes ptxas wait for
@@ -214,8 +170,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     if (wtid < 64) (wtid < 32 ? shared.lse_log2 : shared.dsum)[parity][32 * w + wtid % 32] = row_stat;
     if (step + 1 < steps) {
-      Step next = at;
-      advance(next);
+      BwdStep next = at;
+      walk.advance(next);
       row_stat = load_row_stat(next);
     }
     cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written

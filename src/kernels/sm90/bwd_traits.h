@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "kernels/sm90/tma_view.h"
+
 namespace flashattn::sm90 {
 
 using namespace cute;
@@ -65,18 +67,12 @@ struct BwdTraits {
       SmemLayoutdSt{}, make_ordered_layout(Shape<Int<kBlockM>, Int<kKeysPerGroup>, _4>{}, Step<_2, _1, _3>{})));
   using SmemCopydS = Copy_Atom<SM90_U32x4_STSM_N, Element>;
 
-  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
-  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
-  using GmemTensor =
-      decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStride{}));
-  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutQ{}),
-                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
-  using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
-                                      Shape<Int<kKeysPerGroup>, Int<kHeadDim>>{}, _1{}));
+  using TmaQ = TmaLoad<Element, SmemLayoutQ, Shape<Int<kBlockM>, Int<kHeadDim>>>;
+  using TmaK = TmaLoad<Element, SmemLayoutK, Shape<Int<kKeysPerGroup>, Int<kHeadDim>>>;
 
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
-  static constexpr uint32_t kTmaBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
-  static constexpr uint32_t kTmaBytesK = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
+  static constexpr uint32_t kTmaBytesQ = kTmaBytes<Element, SmemLayoutQ>;
+  static constexpr uint32_t kTmaBytesK = kTmaBytes<Element, SmemLayoutK>;
 
   struct SharedStorage {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
@@ -156,18 +152,12 @@ struct BwdSplitDTraits {
       SmemLayoutPt{}, make_ordered_layout(Shape<Int<kBlockM>, Int<kBlockN>, _2>{}, Step<_2, _1, _3>{})));
   using SmemCopyPt = Copy_Atom<SM90_U32x4_STSM_N, Element>;
 
-  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
-  using GmemStride = Stride<int64_t, _1, int64_t, int64_t>;
-  using GmemTensor =
-      decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStride{}));
-  using TmaQ = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutQ{}),
-                                      Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
-  using TmaK = decltype(make_tma_copy(SM90_TMA_LOAD{}, GmemTensor{}, take<0, 2>(SmemLayoutK{}),
-                                      Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+  using TmaQ = TmaLoad<Element, SmemLayoutQ, Shape<Int<kBlockM>, Int<kHeadDim>>>;
+  using TmaK = TmaLoad<Element, SmemLayoutK, Shape<Int<kBlockN>, Int<kHeadDim>>>;
 
   using Pipeline = cutlass::PipelineTmaAsync<kStages>;
-  static constexpr uint32_t kTmaBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
-  static constexpr uint32_t kTmaBytesK = uint32_t(size(SmemLayoutK{}) * sizeof(Element));
+  static constexpr uint32_t kTmaBytesQ = kTmaBytes<Element, SmemLayoutQ>;
+  static constexpr uint32_t kTmaBytesK = kTmaBytes<Element, SmemLayoutK>;
 
   struct SharedStorage {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
