@@ -7,7 +7,8 @@
 //   dS^T = P^T (dP^T - D) in registers, both to shared memory; once both halves are there,
 //   dV[:, half w] += P^T dO, dK[:, half w] += dS^T Q and dQ[:, half w] = dS K, all from shared
 //   memory, and dQ is added to the fp32 dq_accum by vector reductions straight from registers (in
-//   deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel).
+//   deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel; warp 1
+//   keeps the turns).
 // Every FA2 backward feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen.
 #pragma once
 
@@ -80,6 +81,32 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       copy(params.tma_k.with(shared.barrier_kv), tKgK, tKsK);
       copy(params.tma_v.with(shared.barrier_kv), tVgV, tVsV);
       load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
+    } else if (threadIdx.x / 32 == 1 && call.deterministic) {
+      // Deterministic mode's turn keeper: per step it waits until the key blocks above this one have
+      // added into the query block (descending turns, bwd_kernel.h says why), lets the consumers send
+      // their reductions, and once they are issued, fences and passes the turn on. The fence waits
+      // for the reductions to complete; here it stalls this warp only, not the consumers' next step.
+      int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
+      BwdStep at = walk.first;
+#pragma unroll 1
+      for (int step = 0; step < steps; ++step, walk.advance(at)) {
+        int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
+        const int my_turn = key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block;
+        if (cute::elect_one_sync()) {
+          cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
+          while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(32);
+        }
+        __syncwarp();
+        cutlass::arch::NamedBarrier::arrive(kConsumers + 32, Traits::kBarrierTurn);
+        cutlass::arch::NamedBarrier::sync(kConsumers + 32, Traits::kBarrierAdded);
+        // The consumers' reductions precede the barrier; the fence makes them visible device-wide
+        // before the release (fence cumulativity, as in a cooperative grid sync).
+        if (cute::elect_one_sync()) {
+          __threadfence();
+          cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
+        }
+        __syncwarp();
+      }
     }
     return;
   }
@@ -116,7 +143,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const PhiloxState rng = philox_state(p);
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
   float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
-  int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
 
   // lse (log2 units) or D of one of the warpgroup's 32 queries (threads 0-31 lse, 32-63 D; the rest
   // idle). Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
@@ -265,34 +291,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // contiguous bytes. Padded rows hold zeros (P = 0 there), so every value is added.
     dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
                int64_t(at.m_block) * kBlockM * kHeadDim;
-    int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
-    int my_turn = 0;
-    if (call.deterministic) {
-      // Key blocks add into a query block's dQ by descending key (bwd_kernel.h): wait for the ones
-      // above this one.
-      my_turn = key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block;
-      if (tid == 0) {
-        cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
-        while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(32);
-      }
-      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierTurn);
-    }
+    // Deterministic mode: this key block's turn on the query block (the producer's turn keeper).
+    if (call.deterministic) cutlass::arch::NamedBarrier::sync(kConsumers + 32, Traits::kBarrierTurn);
     send_dq(0);
     if (!spread_dq) {
       CUTE_UNROLL
       for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
     }
+    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(kConsumers + 32, Traits::kBarrierAdded);
     warpgroup_wait<0>();  // dK done
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);
     pipeline_q.consumer_release(state);  // Q and dO of this step are read
     ++state;
-    if (call.deterministic) {
-      __threadfence();
-      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierAdded);
-      if (tid == 0)
-        cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
-    }
   }
 
   if (spread_dq && steps > 0) {
