@@ -12,7 +12,6 @@
 #pragma once
 
 #include <cutlass/arch/barrier.h>
-#include <cutlass/arch/reg_reconfig.h>
 
 #include <cuda/atomic>
 #include <cuda/ptx>
@@ -29,6 +28,7 @@
 #include "kernels/sm90/bwd_load.h"
 #include "kernels/sm90/bwd_pointwise.h"
 #include "kernels/sm90/bwd_traits.h"
+#include "kernels/sm90/register_split.h"
 #include "kernels/sm90/fwd_kernel.h"  // rowcol, acc_as_operand_a
 
 namespace flashattn::sm90 {
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Pipeline pipeline_q = init_bwd_barriers<Traits>(shared, warp_group == 0);
 
   if (warp_group == 0) {
-    cutlass::arch::warpgroup_reg_dealloc<24>();
+    producer_registers<Traits>();
     if (threadIdx.x / 32 == 0 && cute::elect_one_sync()) {
       const BwdTmaShape t = bwd_tma_shape(p, b);
       Tensor mK = params.tma_k.get_tma_tensor(make_shape(t.rows_k, t.d, p.nheads_k, t.batches));
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   }
 
   // Consumers: warpgroup w = 0, 1 owns keys [n0 + 64 w, n0 + 64 w + 64).
-  cutlass::arch::warpgroup_reg_alloc<240>();
+  consumer_registers<Traits>();
   const int w = warp_group - 1, tid = threadIdx.x % 128;
   typename Traits::TiledMmaSdP mma_sdp;
   typename Traits::TiledMmaKV mma_kv;

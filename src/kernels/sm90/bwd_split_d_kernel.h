@@ -13,7 +13,6 @@
 #pragma once
 
 #include <cutlass/arch/barrier.h>
-#include <cutlass/arch/reg_reconfig.h>
 
 #include <cuda/atomic>
 #include <cute/tensor.hpp>
@@ -66,7 +65,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Pipeline pipeline_q = init_bwd_barriers<Traits>(shared, warp_group == 0);
 
   if (warp_group == 0) {
-    cutlass::arch::warpgroup_reg_dealloc<24>();
+    producer_registers<Traits>();
     if (threadIdx.x / 32 == 0 && cute::elect_one_sync()) {
       const BwdTmaShape t = bwd_tma_shape(p, b);
       Tensor mK = params.tma_k.get_tma_tensor(make_shape(t.rows_k, t.d, p.nheads_k, t.batches));
@@ -113,7 +112,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   // Consumers: thread tid of 256; warpgroup w = tid / 128 owns queries [32w, 32w + 32) of S^T and
   // dP^T, and head-dim half w of dK, dV and dQ (the tiled MMAs split N between the warpgroups).
-  cutlass::arch::warpgroup_reg_alloc<240>();
+  consumer_registers<Traits>();
   const int tid = threadIdx.x - 128, w = tid / 128, wtid = tid % 128;
   typename Traits::TiledMmaSdP mma_sdp;
   typename Traits::TiledMmaKV mma_kv;

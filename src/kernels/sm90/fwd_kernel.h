@@ -11,7 +11,6 @@
 #pragma once
 
 #include <cutlass/arch/barrier.h>
-#include <cutlass/arch/reg_reconfig.h>
 
 #include <cute/tensor.hpp>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
@@ -24,6 +23,7 @@
 #include "kernels/sm80/mask.h"
 #include "kernels/sm80/softmax.h"
 #include "kernels/sm90/fwd_traits.h"
+#include "kernels/sm90/register_split.h"
 
 namespace flashattn::sm90 {
 
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   if (warp_group == 0) {
     // Producer: one elected thread issues every TMA.
-    cutlass::arch::warpgroup_reg_dealloc<24>();
+    producer_registers<Traits>();
     if (warp_in_group == 0 && cute::elect_one_sync()) {
       // The TMA views are (rows, d, heads, batch); varlen packs every sequence into one batch entry
       // and starts each at its first row (rows past its end are masked or never stored).
@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // Consumers: warpgroups 1 and 2, 64 query rows each. Named barriers (0 is __syncthreads): 1 and 2
   // the ping-pong turns, 3 and 4 a warpgroup's O in shared memory (the epilogue).
   constexpr int kBarrierO = 3;
-  cutlass::arch::warpgroup_reg_alloc<240>();
+  consumer_registers<Traits>();
   const int tid = threadIdx.x - 128;
   typename Traits::TiledMmaS mma_s;
   typename Traits::TiledMmaO mma_o;
