@@ -77,6 +77,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
+  // The intra-warpgroup overlap and ping-pong (below): every variant up to d = 128, and the plain
+  // one above (its dropout and softcap/ALiBi variants spill there).
+  constexpr bool kOverlap = Traits::kOverlap || (!kDropout && !kTransform);
   using Pipeline = typename Traits::Pipeline;
   using SharedStorage = typename Traits::SharedStorage;
   extern __shared__ __align__(1024) char sm90_smem[];
@@ -274,7 +277,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q[q_stage], (q_loads / Traits::kQStages) & 1);
     ++q_loads;
     if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
-    if constexpr (!Traits::kOverlap) {
+    if constexpr (!kOverlap) {
       // One key block at a time (used where the overlap's second S accumulator does not fit).
       for (int n = keys.end - 1; n >= keys.begin; --n) {
         AccS acc_s;

@@ -26,7 +26,8 @@ struct FwdTraits {
   // Q buffers: with two, the next tile's Q loads while this tile still reads its own.
   static constexpr int kQStages = kQStages_;
   // S of the next key block overlaps this block's softmax and P V: a second S accumulator, which
-  // only fits the registers up to d = 128 (d = 256 spills with dropout, ptxas -v).
+  // fits every variant's registers up to d = 128; above, only the plain variant's (d = 256 spills
+  // with dropout or softcap/ALiBi, ptxas -v). fwd_kernel.h picks per variant.
   static constexpr bool kOverlap = kHeadDim <= 128;
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
