@@ -57,13 +57,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   const BwdCall& call = params.call;
   const Problem& p = call.problem;
-  // Deterministic mode orders the dQ adds of a query block by descending key block (below), and
-  // launches the key blocks in that order, so a CTA only ever waits for CTAs launched before it.
-  const int n_block = call.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x, b = blockIdx.y, hk = blockIdx.z;
-  const SeqInfo si = seq_info(p, b);
-  const int n0 = n_block * kBlockN;
-  const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
-  if (n0 >= stored_k) return;  // every thread leaves together
+  const BwdCta cta = bwd_cta<kBlockN>(p, call.deterministic);  // bwd_load.h
+  if (cta.empty()) return;  // every thread leaves together
+  const int n_block = cta.n_block, b = cta.b, hk = cta.hk, n0 = cta.n0, stored_k = cta.stored_k;
+  const SeqInfo& si = cta.si;
   const BwdSteps walk = bwd_steps<kBlockM, kBlockN>(p, si, n_block, hk);
   const int steps = walk.count;
 
@@ -106,7 +103,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // one bulk reduction adds the whole 64 x d block to dq_accum (32 KB at d = 128 in one
       // instruction, where atomics took 8192), then the buffer is handed back.
       float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
-      int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
       if (steps > 0) cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
       BwdStep at = walk.first;
 #pragma unroll 1  // 24 registers in this warpgroup
@@ -115,17 +111,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         if (cute::elect_one_sync()) {
           float* block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
                          int64_t(at.m_block) * kBlockM * kHeadDim;
-          // Deterministic mode: the key blocks of a query block add in descending order (the fp32
-          // sums then come out bit for bit the same every run); wait for the ones after this one.
-          // Descending, because under causal masking key block n + 1 meets a query block two steps
-          // earlier in its walk than key block n: ascending order made each CTA wait for the one
-          // before it to catch up (-27..-41% causal), descending finds the adds already done.
-          int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
-          int my_turn = 0;
+          // Deterministic mode: wait for the key blocks above this one (DqTurn, bwd_load.h).
+          DqTurn turn{};
           if (call.deterministic) {
-            my_turn = key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block;
-            cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
-            while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(32);
+            turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at);
+            turn.wait();
             cuda::ptx::fence_proxy_async(cuda::ptx::space_global);  // the reduction below after the acquire
           }
           cuda::ptx::cp_reduce_async_bulk(cuda::ptx::space_global, cuda::ptx::space_shared, cuda::ptx::op_add, block,
@@ -135,7 +125,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
             // The adds done (not only the buffer read), then the next key block's turn.
             cuda::ptx::cp_async_bulk_wait_group(cuda::ptx::n32_t<0>{});
             cuda::ptx::fence_proxy_async(cuda::ptx::space_global);
-            cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
+            turn.pass();
           } else {
             tma_store_wait<0>();  // the buffer is read
           }

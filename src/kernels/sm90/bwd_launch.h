@@ -69,7 +69,13 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
           ? (transform ? pick(std::true_type{}, std::true_type{}) : pick(std::true_type{}, std::false_type{}))
           : (transform ? pick(std::false_type{}, std::true_type{}) : pick(std::false_type{}, std::false_type{}));
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  const dim3 grid((p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN, p.batch, p.nheads_k);
+  const int key_blocks = (p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN;
+  int device = 0, sms = 0;  // unknown: one head at a time (bwd_load.h)
+  if (call.deterministic && (cudaGetDevice(&device) != cudaSuccess ||
+                             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess))
+    sms = 0;
+  const dim3 grid = bwd_grid(p, key_blocks, call.deterministic,
+                             bwd_heads_together(p, key_blocks, call.deterministic, sms));
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   if (Status s = launched("backward"); !s.ok()) return s;
   constexpr int post_threads = decltype(size(typename Traits::TiledMmaQ{}))::value;

@@ -5,8 +5,11 @@
 
 #include <cutlass/arch/barrier.h>
 
+#include <cuda/atomic>
 #include <cute/tensor.hpp>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
+
+#include <algorithm>
 
 #include "api/validate.h"
 #include "kernels/common/block_range.h"
@@ -25,6 +28,65 @@ struct BwdKernelParams {
   typename Traits::TmaQ tma_q, tma_do;
   typename Traits::TmaK tma_k, tma_v;
 };
+
+// The CTA's key block, sequence and kv head, from the launch order. By default key blocks vary
+// fastest, then sequences, then kv heads: the CTAs of a head run together and share its Q/dO reads
+// and its dq_accum in L2. In deterministic mode the key blocks of a query block add into its dQ in
+// descending order (DqTurn), so key blocks are launched descending too: a CTA waits only on CTAs
+// launched before it, whatever the residency. There each CTA of a head starts one turn handoff
+// behind the one above it; when every key block has the same work (no causal, window or varlen)
+// and `heads_together` heads fill the GPU, they are launched as a group, key block by key block, so
+// the SM that frees first (the top key block's) takes the next group's top key block and the
+// stagger carries over instead of building up again in every wave.
+struct BwdBlock {
+  int n_block, b, hk;  // n_block -1: past the last (sequence, kv head) of the last group
+};
+
+inline int bwd_heads_together(const Problem& p, int key_blocks, bool deterministic, int sms) {
+  const bool equal_work = p.window_left < 0 && p.window_right < 0 && !p.varlen;
+  const int heads = p.batch * p.nheads_k;
+  return deterministic && equal_work ? std::max(1, std::min(heads, sms / std::max(key_blocks, 1))) : 1;
+}
+
+// Deterministic grid: x = (key block from the top) x heads_together + head in the group, then the
+// group index over y and z (launched in that order).
+inline dim3 bwd_grid(const Problem& p, int key_blocks, bool deterministic, int heads_together) {
+  if (!deterministic) return dim3(key_blocks, p.batch, p.nheads_k);
+  const int groups = (p.batch * p.nheads_k + heads_together - 1) / heads_together;
+  const int groups_y = std::min(groups, 65535);
+  return dim3(heads_together * key_blocks, groups_y, (groups + groups_y - 1) / groups_y);
+}
+
+// The block of CTA `block` of `grid`.
+FA_HOST_DEVICE BwdBlock bwd_block_at(const Problem& p, int key_blocks, bool deterministic, dim3 block, dim3 grid) {
+  if (!deterministic) return BwdBlock{int(block.x), int(block.y), int(block.z)};
+  const int heads_together = grid.x / key_blocks;
+  const int group = block.y + grid.y * block.z;
+  const int head = group * heads_together + block.x % heads_together;
+  if (head >= p.batch * p.nheads_k) return BwdBlock{-1, 0, 0};
+  return BwdBlock{key_blocks - 1 - int(block.x / heads_together), head / p.nheads_k, head % p.nheads_k};
+}
+
+// The CTA's block, its sequence, where its keys start and where the sequence's stored keys end.
+struct BwdCta {
+  int n_block, b, hk;
+  SeqInfo si;
+  int n0, stored_k;
+  __device__ __forceinline__ bool empty() const { return n_block < 0 || n0 >= stored_k; }
+};
+
+template <int kBlockN>
+__device__ __forceinline__ BwdCta bwd_cta(const Problem& p, bool deterministic) {
+  const BwdBlock blk = bwd_block_at(p, (p.seqlen_k + kBlockN - 1) / kBlockN, deterministic, blockIdx, gridDim);
+  BwdCta c;
+  c.n_block = blk.n_block;
+  c.b = blk.b;
+  c.hk = blk.hk;
+  c.si = seq_info(p, c.b);
+  c.n0 = c.n_block * kBlockN;
+  c.stored_k = p.varlen ? p.cu_seqlens_k[c.b + 1] - p.cu_seqlens_k[c.b] : p.seqlen_k;
+  return c;
+}
 
 // A step: one query block of one query head.
 struct BwdStep {
@@ -56,6 +118,33 @@ __device__ __forceinline__ BwdSteps bwd_steps(const Problem& p, const SeqInfo& s
   s.count = s.m_end > s.m_begin ? group * (s.m_end - s.m_begin) : 0;
   s.first = BwdStep{hk * group, s.m_begin};
   return s;
+}
+
+// Deterministic mode: the key blocks of a query block add into its dQ in descending order (the
+// fp32 sums then come out bit for bit the same every run), through a counter per (sequence, query
+// head, query block). Descending, because under causal masking key block n + 1 meets a query block
+// two steps earlier in its walk than key block n: ascending order made each CTA wait for the one
+// before it to catch up (-27..-41% causal), descending finds the adds already done.
+struct DqTurn {
+  int* counter;
+  int mine;  // key blocks above this one that add into the query block
+  __device__ __forceinline__ void wait() const {
+    cuda::atomic_ref<int, cuda::thread_scope_device> ref(*counter);
+    while (ref.load(cuda::memory_order_acquire) != mine) __nanosleep(32);
+  }
+  // After this key block's adds are complete and visible device-wide.
+  __device__ __forceinline__ void pass() const {
+    cuda::atomic_ref<int, cuda::thread_scope_device>(*counter).store(mine + 1, cuda::memory_order_release);
+  }
+};
+
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ DqTurn dq_turn(const BwdCall& call, const sm80::BwdWorkspace& ws, int b, const SeqInfo& si,
+                                          int n_block, const BwdStep& at) {
+  const Problem& p = call.problem;
+  int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + ws.semaphore);
+  return DqTurn{semaphore + (int64_t(b) * p.nheads + at.h) * ws.sem_blocks + at.m_block,
+                key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block};
 }
 
 // The Q/dO ring (Q and dO of a step on one barrier, consumed by Traits::kConsumerThreads) and the

@@ -41,12 +41,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   const BwdCall& call = params.call;
   const Problem& p = call.problem;
-  // Deterministic mode: descending key blocks, launched in that order (bwd_kernel.h says why).
-  const int n_block = call.deterministic ? gridDim.x - 1 - blockIdx.x : blockIdx.x, b = blockIdx.y, hk = blockIdx.z;
-  const SeqInfo si = seq_info(p, b);
-  const int n0 = n_block * kBlockN;
-  const int stored_k = p.varlen ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
-  if (n0 >= stored_k) return;  // every thread leaves together
+  const BwdCta cta = bwd_cta<kBlockN>(p, call.deterministic);  // bwd_load.h
+  if (cta.empty()) return;  // every thread leaves together
+  const int n_block = cta.n_block, b = cta.b, hk = cta.hk, n0 = cta.n0, stored_k = cta.stored_k;
+  const SeqInfo& si = cta.si;
   const BwdSteps walk = bwd_steps<kBlockM, kBlockN>(p, si, n_block, hk);
   const int steps = walk.count;
 
@@ -82,19 +80,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
     } else if (threadIdx.x / 32 == 1 && call.deterministic) {
       // Deterministic mode's turn keeper: per step it waits until the key blocks above this one have
-      // added into the query block (descending turns, bwd_kernel.h says why), lets the consumers send
+      // added into the query block (DqTurn, bwd_load.h), lets the consumers send
       // their reductions, and once they are issued, fences and passes the turn on. The fence waits
       // for the reductions to complete; here it stalls this warp only, not the consumers' next step.
-      int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + params.ws.semaphore);
       BwdStep at = walk.first;
 #pragma unroll 1
       for (int step = 0; step < steps; ++step, walk.advance(at)) {
-        int* turn = semaphore + (int64_t(b) * p.nheads + at.h) * params.ws.sem_blocks + at.m_block;
-        const int my_turn = key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block;
-        if (cute::elect_one_sync()) {
-          cuda::atomic_ref<int, cuda::thread_scope_device> ref(*turn);
-          while (ref.load(cuda::memory_order_acquire) != my_turn) __nanosleep(32);
-        }
+        const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at);
+        if (cute::elect_one_sync()) turn.wait();
         __syncwarp();
         cutlass::arch::NamedBarrier::arrive(kConsumers + 32, Traits::kBarrierTurn);
         cutlass::arch::NamedBarrier::sync(kConsumers + 32, Traits::kBarrierAdded);
@@ -102,7 +95,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         // before the release (fence cumulativity, as in a cooperative grid sync).
         if (cute::elect_one_sync()) {
           __threadfence();
-          cuda::atomic_ref<int, cuda::thread_scope_device>(*turn).store(my_turn + 1, cuda::memory_order_release);
+          turn.pass();
         }
         __syncwarp();
       }
