@@ -39,6 +39,9 @@ struct FwdTraits {
   using TiledMmaS =
       decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
                               WarpgroupsAlongM{}));
+  // Without CuTe's extended shapes the selector quietly takes N = 16 for an 80-key block.
+  static_assert(size<1>(typename TiledMmaS::AtomShape_MNK{}) == kBlockN,
+                "one wgmma spans the key block: build with CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED");
   // V arrives (keys x d) with d contiguous: as the B operand (N = d, K = keys) it is MN-major.
   using TiledMmaO = decltype(make_tiled_mma(
       GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
