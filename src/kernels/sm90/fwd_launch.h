@@ -16,8 +16,8 @@ namespace flashattn::sm90 {
 // kBlockN, K/V stages and Q buffers per head dim (kBlockM is 128), within 227 KB of shared memory
 // and the consumers' 240 registers. Measured (bench/NOTES.md): at d128, 176-key blocks lost 28% to
 // 128 (session 3); two Q buffers with two K/V stages beat one Q with three by 0-2.5% (session 5);
-// at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-25% from 8k and
-// 3-6% at 2k, and lose 8-11% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
+// at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-26% from 8k and
+// 3-5% at 2k, and lose 8-12% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
 // d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
 template <typename Element, int kHeadDim>
 struct FwdTile;
