@@ -22,8 +22,10 @@ constexpr int bwd_block_m(int head_dim_bucket) { return head_dim_bucket <= 64 ? 
 //             bytes. Blocks of sequence b start at padded row dq_accum_row0 (varlen: every sequence
 //             gets up to block_m rows of padding, so blocks never overlap).
 //   dsum      float [nheads x rows]  D = rowsum(dO * O) (FA2, Alg. 2), indexed like softmax_lse
-//   semaphore int [batch x nheads x sem_blocks]  deterministic mode: key blocks done per query block
-//             (sem_blocks counts 64-row blocks, the Hopper backward's; FA2 uses m_blocks of them)
+//   semaphore int [2 x batch x nheads x sem_blocks]  deterministic mode: key blocks done per query
+//             block (sem_blocks counts 64-row blocks, the Hopper backward's; FA2 uses m_blocks of
+//             them), in two lanes: the d256 Hopper backward keeps a turn per warpgroup (each adds
+//             half of d), the other kernels use lane 0
 struct BwdWorkspace {
   size_t dq_accum = 0, dsum = 0, semaphore = 0;  // byte offsets
   size_t dq_accum_bytes = 0, semaphore_bytes = 0, bytes = 0;
@@ -44,7 +46,7 @@ inline BwdWorkspace bwd_workspace(const Problem& p, int head_dim_bucket, bool de
   w.dsum = align(w.dq_accum_bytes);
   w.semaphore = w.dsum + align(rows * size_t(p.nheads) * sizeof(float));
   w.sem_blocks = (p.seqlen_q + 63) / 64;
-  w.semaphore_bytes = deterministic ? size_t(p.batch) * size_t(p.nheads) * size_t(w.sem_blocks) * sizeof(int) : 0;
+  w.semaphore_bytes = deterministic ? 2 * size_t(p.batch) * size_t(p.nheads) * size_t(w.sem_blocks) * sizeof(int) : 0;
   w.bytes = w.semaphore + align(w.semaphore_bytes);
   return w;
 }

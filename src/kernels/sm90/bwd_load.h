@@ -138,12 +138,14 @@ struct DqTurn {
   }
 };
 
+// `lane`: the workspace's turn lane (sm80/bwd.h), 1 only for the d256 kernel's second warpgroup.
 template <int kBlockM, int kBlockN>
 __device__ __forceinline__ DqTurn dq_turn(const BwdCall& call, const sm80::BwdWorkspace& ws, int b, const SeqInfo& si,
-                                          int n_block, const BwdStep& at) {
+                                          int n_block, const BwdStep& at, int lane = 0) {
   const Problem& p = call.problem;
   int* semaphore = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + ws.semaphore);
-  return DqTurn{semaphore + (int64_t(b) * p.nheads + at.h) * ws.sem_blocks + at.m_block,
+  const int64_t turns = int64_t(p.batch) * p.nheads * ws.sem_blocks;
+  return DqTurn{semaphore + lane * turns + (int64_t(b) * p.nheads + at.h) * ws.sem_blocks + at.m_block,
                 key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block};
 }
 

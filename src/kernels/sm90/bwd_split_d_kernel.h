@@ -78,19 +78,22 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       copy(params.tma_k.with(shared.barrier_kv), tKgK, tKsK);
       copy(params.tma_v.with(shared.barrier_kv), tVgV, tVsV);
       load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
-    } else if (threadIdx.x / 32 == 1 && call.deterministic) {
-      // Deterministic mode's turn keeper: per step it waits until the key blocks above this one have
-      // added into the query block (DqTurn, bwd_load.h), lets the consumers send
-      // their reductions, and once they are issued, fences and passes the turn on. The fence waits
-      // for the reductions to complete; here it stalls this warp only, not the consumers' next step.
+    } else if ((threadIdx.x / 32 == 1 || threadIdx.x / 32 == 2) && call.deterministic) {
+      // Deterministic mode's turn keepers, warp 1 + w for consumer warpgroup w: each warpgroup adds
+      // its own half of d, so each keeps its own chain of turns (lane w of the workspace). Per step
+      // the keeper waits until the key blocks above this one have added that half into the query
+      // block (DqTurn, bwd_load.h), lets the warpgroup send its reductions, and once they are
+      // issued, fences and passes the turn on. The fence waits for the reductions to complete; here
+      // it stalls this warp only, not the consumers' next step.
+      const int lane = threadIdx.x / 32 - 1;
       BwdStep at = walk.first;
 #pragma unroll 1
       for (int step = 0; step < steps; ++step, walk.advance(at)) {
-        const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at);
+        const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at, lane);
         if (cute::elect_one_sync()) turn.wait();
         __syncwarp();
-        cutlass::arch::NamedBarrier::arrive(kConsumers + 32, Traits::kBarrierTurn);
-        cutlass::arch::NamedBarrier::sync(kConsumers + 32, Traits::kBarrierAdded);
+        cutlass::arch::NamedBarrier::arrive(128 + 32, Traits::kBarrierTurn + 2 * lane);
+        cutlass::arch::NamedBarrier::sync(128 + 32, Traits::kBarrierAdded + 2 * lane);
         // The consumers' reductions precede the barrier; the fence makes them visible device-wide
         // before the release (fence cumulativity, as in a cooperative grid sync).
         if (cute::elect_one_sync()) {
@@ -283,14 +286,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // contiguous bytes. Padded rows hold zeros (P = 0 there), so every value is added.
     dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
                int64_t(at.m_block) * kBlockM * kHeadDim;
-    // Deterministic mode: this key block's turn on the query block (the producer's turn keeper).
-    if (call.deterministic) cutlass::arch::NamedBarrier::sync(kConsumers + 32, Traits::kBarrierTurn);
+    // Deterministic mode: this key block's turn on the query block, for this warpgroup's half of d
+    // (its turn keeper in the producer warpgroup).
+    if (call.deterministic) cutlass::arch::NamedBarrier::sync(128 + 32, Traits::kBarrierTurn + 2 * w);
     send_dq(0);
     if (!spread_dq) {
       CUTE_UNROLL
       for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
     }
-    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(kConsumers + 32, Traits::kBarrierAdded);
+    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(128 + 32, Traits::kBarrierAdded + 2 * w);
     warpgroup_wait<0>();  // dK done
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);

@@ -174,8 +174,8 @@ struct BwdSplitDTraits {
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
   // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); P^T of both warpgroups
-  // written (3), dS^T (4); deterministic mode, between the consumers and the producer's turn-keeper
-  // warp: the turn is this key block's (5), the consumers' adds are issued (6).
+  // written (3), dS^T (4); deterministic mode, between consumer warpgroup w and its turn-keeper
+  // warp: the turn is this key block's (5 + 2w), the warpgroup's adds are issued (6 + 2w).
   static constexpr int kBarrierWarpGroup = 1, kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
