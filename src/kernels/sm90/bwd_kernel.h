@@ -169,13 +169,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int k0 = n0 + w * kKeys;  // this warpgroup's first key
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
 
-  // lse (log2 units) or D of one of a step's queries, one per thread (threads 0-63 lse, 64-127 D).
+  // lse or D of one of a step's queries, one per thread (threads 0-63 lse, 64-127 D), as loaded:
+  // lse goes to log2 units only when stored a step later, so nothing waits on the load until then.
   // Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
   auto load_row_stat = [&](const BwdStep& at) {
     const int h = at.h, q = at.m_block * kBlockM + tid % kBlockM;
     const bool in = q < si.seqlen_q;
     const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
-    return tid < kBlockM ? (in ? call.lse[i] * float(M_LOG2E) : INFINITY) : (in ? dsum[i] : 0.f);
+    return tid < kBlockM ? (in ? call.lse[i] : INFINITY) : (in ? dsum[i] : 0.f);
   };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
@@ -205,7 +206,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     // This step's lse and D into shared memory (buffer of the step's parity: the other one may
     // still be read by slower threads of the previous step), the next step's loaded.
-    (tid < kBlockM ? shared.lse_log2 : shared.dsum)[parity][w][tid % kBlockM] = row_stat;
+    if (tid < kBlockM) shared.lse_log2[parity][w][tid] = row_stat * float(M_LOG2E);
+    else shared.dsum[parity][w][tid % kBlockM] = row_stat;
     if (step + 1 < steps) {
       BwdStep next = at;
       walk.advance(next);

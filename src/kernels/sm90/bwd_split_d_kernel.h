@@ -139,14 +139,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
   float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
 
-  // lse (log2 units) or D of one of the warpgroup's 32 queries (threads 0-31 lse, 32-63 D; the rest
-  // idle). Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
+  // lse or D of one of the warpgroup's 32 queries (threads 0-31 lse, 32-63 D; the rest idle), as
+  // loaded: lse goes to log2 units only when stored a step later, so nothing waits on the load
+  // until then. Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
   auto load_row_stat = [&](const BwdStep& at) {
     const int h = at.h, q = at.m_block * kBlockM + 32 * w + wtid % 32;
     const bool in = q < si.seqlen_q;
     const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
     if (wtid >= 64) return 0.f;
-    return wtid < 32 ? (in ? call.lse[i] * float(M_LOG2E) : INFINITY) : (in ? dsum[i] : 0.f);
+    return wtid < 32 ? (in ? call.lse[i] : INFINITY) : (in ? dsum[i] : 0.f);
   };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
@@ -189,7 +190,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
     warpgroup_commit_batch();  // dP^T
 
-    if (wtid < 64) (wtid < 32 ? shared.lse_log2 : shared.dsum)[parity][32 * w + wtid % 32] = row_stat;
+    if (wtid < 32) shared.lse_log2[parity][32 * w + wtid] = row_stat * float(M_LOG2E);
+    else if (wtid < 64) shared.dsum[parity][32 * w + wtid % 32] = row_stat;
     if (step + 1 < steps) {
       BwdStep next = at;
       walk.advance(next);
