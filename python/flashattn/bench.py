@@ -21,11 +21,12 @@ FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5}
 
 def auto_kernel(ps, major, d):
     """The kernel AUTO runs for a pass at head dim `d` on a device of compute capability `major`: on
-    Hopper the sm90a forward, and the sm90a backward where its head-dim bucket (64, 128) is FA2's."""
+    Hopper the sm90a forward, and the sm90a backward where its head-dim bucket (64, 128, 256) is
+    FA2's (choose_bwd in src/api/dispatch.cpp)."""
     if major != 9:
         return "sm80"
     fa2_bucket = next(b for b in (32, 64, 96, 128, 192, 256) if b >= d)
-    return "sm90" if ps == "fwd" or fa2_bucket in (64, 128) else "sm80"
+    return "sm90" if ps == "fwd" or fa2_bucket in (64, 128, 256) else "sm80"
 
 PEERS = {"torch-fa2": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "mem-eff": "EFFICIENT_ATTENTION", "math": "MATH"}
 
