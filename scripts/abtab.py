@@ -1,10 +1,33 @@
 #!/usr/bin/env python3
-# Mean TFLOP/s per point and variant from a scripts/ab-bench log: scripts/abtab.py LOG
-import re,collections,sys
-d=collections.defaultdict(list)
-for l in open(sys.argv[1]):
-    m=re.match(r'([A-F])\d+ (\w+) (\w+) d=\s*(\d+) causal=(\d) seqlen=\s*(\d+)\s+([\d.]+) TFLOP',l)
-    if m: d[(m[2],m[3],int(m[4]),int(m[5]),int(m[6]))+(m[1],)].append(float(m[7]))
-keys=sorted(set(k[:-1] for k in d))
-for k in keys:
-    print(k, ' '.join(f"{v}={sum(d[k+(v,)])/len(d[k+(v,)]):.0f}" for v in 'ABCDEF' if d.get(k+(v,))))
+"""Mean TFLOP/s per point, argument set and variant from a scripts/ab-bench log, each variant also
+as a ratio to A, and every round's value (the spread is the evidence):  scripts/abtab.py LOG
+Lines are `A1 s0 sm90 fwd d=128 causal=0 seqlen= 8192  650.1 TFLOP/s` (logs before the set field
+was added read as set 0)."""
+import collections
+import re
+import sys
+
+line = re.compile(r'([A-G])(\d+) (?:s(\d+) )?(\w+) (\w+) d=\s*(\d+) causal=(\d) seqlen=\s*(\d+)\s+([\d.]+) TFLOP')
+values = collections.defaultdict(list)
+sets = {}
+for text in open(sys.argv[1]):
+    if text.startswith("set ") and ":" in text:
+        index, args = text[4:].split(":", 1)
+        sets[int(index)] = args.strip()
+    m = line.match(text)
+    if m:
+        key = (int(m[3] or 0), m[4], m[5], int(m[6]), int(m[7]), int(m[8]))
+        values[key + (m[1],)].append(float(m[9]))
+for s, args in sorted(sets.items()):
+    print(f"set {s}: {args}")
+mean = lambda xs: sum(xs) / len(xs)
+for key in sorted(set(k[:-1] for k in values)):
+    row = [f"s{key[0]} {key[1]} {key[2]} d{key[3]} {'causal' if key[4] else 'full'} {key[5]:>5}"]
+    base = values.get(key + ("A",))
+    for v in "ABCDEFG":
+        xs = values.get(key + (v,))
+        if not xs:
+            continue
+        ratio = f" ({mean(xs) / mean(base):.3f})" if base and v != "A" else ""
+        row.append(f"{v}={mean(xs):.0f}{ratio} [{' '.join(f'{x:.0f}' for x in xs)}]")
+    print("  ".join(row))
