@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "flashattn/flashattn.h"
+#include "reference/host_dtype.h"  // float_to_bf16
 
 namespace {
 
@@ -39,10 +40,7 @@ std::vector<uint16_t> random_bf16(size_t n, uint64_t seed) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     const float sum = float(z & 0xffff) + float((z >> 16) & 0xffff) + float((z >> 32) & 0xffff) + float(z >> 48);
-    const float x = (sum / 65536.f - 2.f) * 1.7320508f;  // Irwin-Hall(4): variance 1/3, times sqrt(3)
-    uint32_t bits;
-    std::memcpy(&bits, &x, 4);
-    v[i] = uint16_t((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);  // round to nearest even
+    v[i] = flashattn::float_to_bf16((sum / 65536.f - 2.f) * 1.7320508f);  // Irwin-Hall(4): variance 1/3, times sqrt(3)
   }
   return v;
 }

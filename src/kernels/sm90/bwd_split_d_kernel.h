@@ -92,8 +92,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at, lane);
         if (cute::elect_one_sync()) turn.wait();
         __syncwarp();
-        cutlass::arch::NamedBarrier::arrive(128 + 32, Traits::kBarrierTurn + 2 * lane);
-        cutlass::arch::NamedBarrier::sync(128 + 32, Traits::kBarrierAdded + 2 * lane);
+        cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierTurn + 2 * lane);
+        cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierAdded + 2 * lane);
         // The consumers' reductions precede the barrier; the fence makes them visible device-wide
         // before the release (fence cumulativity, as in a cooperative grid sync).
         if (cute::elect_one_sync()) {
@@ -290,13 +290,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                int64_t(at.m_block) * kBlockM * kHeadDim;
     // Deterministic mode: this key block's turn on the query block, for this warpgroup's half of d
     // (its turn keeper in the producer warpgroup).
-    if (call.deterministic) cutlass::arch::NamedBarrier::sync(128 + 32, Traits::kBarrierTurn + 2 * w);
+    if (call.deterministic) cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierTurn + 2 * w);
     send_dq(0);
     if (!spread_dq) {
       CUTE_UNROLL
       for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
     }
-    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(128 + 32, Traits::kBarrierAdded + 2 * w);
+    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierAdded + 2 * w);
     warpgroup_wait<0>();  // dK done
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);

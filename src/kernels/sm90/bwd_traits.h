@@ -177,6 +177,7 @@ struct BwdSplitDTraits {
   // written (3), dS^T (4); deterministic mode, between consumer warpgroup w and its turn-keeper
   // warp: the turn is this key block's (5 + 2w), the warpgroup's adds are issued (6 + 2w).
   static constexpr int kBarrierWarpGroup = 1, kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
+  static constexpr int kTurnSyncThreads = 128 + 32;  // a consumer warpgroup and its turn keeper
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
 
