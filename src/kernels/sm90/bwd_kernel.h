@@ -1,6 +1,7 @@
 // Hopper backward (sm90a) (FlashAttention-2, Alg. 2, with FlashAttention-3's producer/consumer
 // split): a CTA per (128 keys, kv head, batch). Warp 0 loads K and V once and, per step (query
-// head of the group, query block of 64 rows), Q and dO through a 2-stage TMA ring; warpgroups 1
+// head of the group, query block of kBlockM rows: 128 in the plain d64 kernel, else 64), Q and dO
+// through a 2-stage TMA ring; warpgroups 1
 // and 2 each own 64 keys: S^T and dP^T by wgmma from shared memory, then P^T = exp(S^T - lse) and
 // dS^T = P^T (dP^T - D) in registers, dV += P^T dO and dK += dS^T Q with the probabilities as
 // register operands. dS goes to shared memory; the warpgroups take turns computing the step's
@@ -100,7 +101,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
     } else if (threadIdx.x / 32 == 1) {
       // The dQ writer: per step, once the step's consumer warpgroup has put its dQ in shared memory,
-      // one bulk reduction adds the whole 64 x d block to dq_accum (32 KB at d = 128 in one
+      // one bulk reduction adds the whole kBlockM x d block to dq_accum (32 KB at d = 64 and 128 in one
       // instruction, where atomics took 8192), then the buffer is handed back.
       float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
       if (steps > 0) cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
@@ -169,14 +170,22 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int k0 = n0 + w * kKeys;  // this warpgroup's first key
   const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
 
-  // lse or D of one of a step's queries, one per thread (threads 0-63 lse, 64-127 D), as loaded:
-  // lse goes to log2 units only when stored a step later, so nothing waits on the load until then.
-  // Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
-  auto load_row_stat = [&](const BwdStep& at) {
-    const int h = at.h, q = at.m_block * kBlockM + tid % kBlockM;
-    const bool in = q < si.seqlen_q;
-    const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
-    return tid < kBlockM ? (in ? call.lse[i] : INFINITY) : (in ? dsum[i] : 0.f);
+  // lse and D of a step's queries: value j of thread tid is entry tid + 128 j of (lse of the kBlockM
+  // rows, then D of them): one a thread at kBlockM = 64, two at 128. As loaded: lse goes to log2
+  // units only when stored a step later, so nothing waits on the load until then. Rows past the
+  // sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
+  constexpr int kStats = 2 * kBlockM / 128;
+  using RowStats = cute::array<float, kStats>;
+  auto load_row_stats = [&](const BwdStep& at) {
+    RowStats v;
+    CUTE_UNROLL
+    for (int j = 0; j < kStats; ++j) {
+      const int x = tid + 128 * j, q = at.m_block * kBlockM + x % kBlockM;
+      const bool in = q < si.seqlen_q;
+      const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, at.h);
+      v[j] = x < kBlockM ? (in ? call.lse[i] : INFINITY) : (in ? dsum[i] : 0.f);
+    }
+    return v;
   };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
@@ -186,12 +195,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tdSsdSt = thr_copy_ds.partition_D(sdSt);  // (CPY, CPY_M, CPY_N, warpgroup + 2 x buffer)
   // Without a transform the probabilities are ready before dP^T: P is computed (and dV += P^T dO
   // issued) while the dP^T GEMM still runs. With softcap/ALiBi both are computed in one pass after
-  // both GEMMs (the softcap derivative would otherwise be kept in 32 more registers).
-  constexpr bool kEarlyP = !kTransform;
+  // both GEMMs (the softcap derivative would otherwise be kept in 32 more registers), and so at
+  // 128 queries a step (P in fp32 beside its bf16 copy and dP^T did not fit: 48 bytes spilled).
+  constexpr bool kEarlyP = !kTransform && kBlockM == 64;
   cutlass::PipelineState<Traits::kStages> state;
   BwdStep at = walk.first;
   // The lse/D value of the next step is loaded one step ahead, so its latency hides under a step.
-  float row_stat = steps > 0 ? load_row_stat(walk.first) : 0.f;
+  RowStats row_stats = steps > 0 ? load_row_stats(walk.first) : RowStats{};
   for (int step = 0; step < steps; ++step, walk.advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
@@ -206,12 +216,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     // This step's lse and D into shared memory (buffer of the step's parity: the other one may
     // still be read by slower threads of the previous step), the next step's loaded.
-    if (tid < kBlockM) shared.lse_log2[parity][w][tid] = row_stat * float(M_LOG2E);
-    else shared.dsum[parity][w][tid % kBlockM] = row_stat;
+    CUTE_UNROLL
+    for (int j = 0; j < kStats; ++j) {
+      const int x = tid + 128 * j;
+      if (x < kBlockM) shared.lse_log2[parity][w][x] = row_stats[j] * float(M_LOG2E);
+      else shared.dsum[parity][w][x - kBlockM] = row_stats[j];
+    }
     if (step + 1 < steps) {
       BwdStep next = at;
       walk.advance(next);
-      row_stat = load_row_stat(next);
+      row_stats = load_row_stats(next);
     }
     cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written
     const float* lse_log2 = shared.lse_log2[parity][w];
@@ -222,7 +236,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
 
     // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
-    const uint32_t keep_bits = kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, k0) : 0u;
+    const KeepBits<decltype(size(cS_rc))::value> keep_bits =
+        kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, k0) : 0u;
     auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
     // Per value (with dropout mask Z and the softcap derivative g):
     //   P = exp(s - lse),  dS = P (Z dP - D) g,  and P Z feeds dV  (Alg. 2 lines 13-16).
@@ -334,13 +349,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #endif
 }
 
-// dQ = scale * dq_accum in the input dtype with the caller's strides. A 64-row block of dq_accum
+// dQ = scale * dq_accum in the input dtype with the caller's strides. A kBlockM-row block of dq_accum
 // holds the dQ accumulator of the main kernel's TiledMmaQ in register order (value i of thread t at
 // (i / 4) * 512 + 4 t + i % 4), so thread t here reads thread t's values (16-byte loads, coalesced)
 // and finds their (row, column) from the same partition. The block goes through shared memory so
 // that dQ leaves in whole 16-byte row pieces (stored from the accumulator layout, 4-byte pieces of
 // 8 rows a warp instruction, it took 15% of a 1k backward: bench/NOTES.md, session 5).
-// grid (query blocks of 64, nheads, batch), one thread per thread of TiledMmaQ (128; 256 at d = 256,
+// grid (query blocks of kBlockM, nheads, batch), one thread per thread of TiledMmaQ (128; 256 at d = 256,
 // where the two warpgroups hold the two halves of d: value i of thread t at (i / 4) * 1024 + 4 t + i % 4).
 template <typename Traits>
 __global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::value)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <cute/tensor.hpp>
 
 #include "kernels/common/block_range.h"
@@ -15,16 +16,22 @@
 
 namespace flashattn::sm90 {
 
+// The keep bits of a thread's tile: one 32-bit register up to 32 values (64 x 64 blocks), two up
+// to 64 (64 x 128).
+template <int kValues>
+using KeepBits = std::conditional_t<(kValues <= 32), uint32_t, uint64_t>;
+
 // One keep bit per value of the thread's tile (bit r * cols + c). One Philox call covers queries
 // {q, q + 8} x keys {k, k + 1}: a thread holding S transposed has them at (k, q) and (k, q + 8),
 // columns c and c + 2 of its row-column view. m0, k0: the block's first query and key.
 template <typename CoordRC>
-__device__ __forceinline__ uint32_t dropout_keep_bits(const Problem& p, const PhiloxState& rng, int b, int h,
-                                                      const CoordRC& cS_rc, int m0, int k0) {
+__device__ __forceinline__ auto dropout_keep_bits(const Problem& p, const PhiloxState& rng, int b, int h,
+                                                  const CoordRC& cS_rc, int m0, int k0) {
   constexpr int kRows = decltype(cute::size<0>(cS_rc))::value, kCols = decltype(cute::size<1>(cS_rc))::value;
-  static_assert(kRows * kCols <= 32, "a keep bit per value in one register");
+  static_assert(kRows * kCols <= 64, "a keep bit per value in at most two registers");
+  using Bits = KeepBits<kRows * kCols>;
   const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
-  uint32_t keep_bits = 0;
+  Bits keep_bits = 0;
   CUTE_UNROLL
   for (int r = 0; r < kRows; ++r) {
     CUTE_UNROLL
@@ -37,7 +44,7 @@ __device__ __forceinline__ uint32_t dropout_keep_bits(const Problem& p, const Ph
       for (int pair = 0; pair < 2; ++pair) {
         const int col = c + 2 * pair, which = dropout_word(q + 8 * pair, key);
         const uint32_t word = which == 0 ? bits.x : which == 1 ? bits.y : which == 2 ? bits.z : bits.w;
-        keep_bits |= uint32_t(word >= p.dropout_threshold) << (r * kCols + col);
+        keep_bits |= Bits(word >= p.dropout_threshold) << (r * kCols + col);
       }
     }
   }

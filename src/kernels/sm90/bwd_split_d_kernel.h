@@ -206,7 +206,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
 
     // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
-    const uint32_t keep_bits = kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, n0) : 0u;
+    const KeepBits<decltype(size(cS_rc))::value> keep_bits =
+        kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, n0) : 0u;
     auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
     // P = exp(s - lse), dS = P (Z dP - D) g, P Z feeds dV (Alg. 2 lines 13-16; Z the dropout mask,
     // g the softcap derivative).

@@ -1,14 +1,21 @@
 // Tiles, shared-memory layouts, TMA and wgmma types of the Hopper backward (sm90a).
 // A CTA owns kBlockN = 128 keys: in warpgroup 0, warp 0 loads (TMA) and warp 1 adds dQ up;
-// warpgroups 1 and 2 each own 64 of the keys and walk the query blocks (kBlockM = 64 rows a step),
-// keeping their dK and dV in registers.
+// warpgroups 1 and 2 each own 64 of the keys and walk the query blocks (kBlockM rows a step: 64,
+// or 128 in the d = 64 kernel without dropout, softcap or ALiBi), keeping their dK and dV in
+// registers.
 // Every GEMM is one warpgroup's:
-//   S^T  = K_w Q^T      (M = 64 keys, N = 64 queries, K = d)   both operands in shared memory
+//   S^T  = K_w Q^T      (M = 64 keys, N = kBlockM queries, K = d)   both operands in shared memory
 //   dP^T = V_w dO^T     (same)
-//   dV_w += P^T dO      (M = 64 keys, N = d, K = 64 queries)   P^T from registers, dO viewed d x queries
-//   dK_w += dS^T Q      (same)                                  dS^T from registers, Q viewed d x queries
-//   dQ   = dS K         (M = 64 queries, N = d, K = 128 keys)  dS of both warpgroups through shared
-//                                                               memory; warpgroups take turns by step
+//   dV_w += P^T dO      (M = 64 keys, N = d, K = kBlockM queries)   P^T from registers, dO viewed d x queries
+//   dK_w += dS^T Q      (same)                                       dS^T from registers, Q viewed d x queries
+//   dQ   = dS K         (M = kBlockM queries, N = d, K = 128 keys)  dS of both warpgroups through shared
+//                                                                    memory; warpgroups take turns by step
+// At d = 64 a 64-query step runs N = 64 wgmmas that read both operands from shared memory (4 KB per
+// 64 x 64 x 16, the whole shared-memory bandwidth) and pays a step's barriers for a quarter of the
+// d = 128 step's work; 128 queries a step halve both (FlashAttention-3 uses 128 x 128 at d = 64 too).
+// The accumulators then take 192 registers a thread (S^T, dP^T 64 each, dK, dV 32 each): the plain
+// variant fits (P computed after both GEMMs, bwd_kernel.h); the dropout and softcap/ALiBi ones
+// spilled 620-1284 bytes and keep 64-row steps (bwd_launch.h).
 // The dQ of a step goes to shared memory (fp32, in the accumulator's register order) and a warp of
 // the producer warpgroup adds it to the fp32 dq_accum with one bulk reduction (cp.reduce.async.bulk).
 #pragma once
@@ -26,16 +33,17 @@ namespace flashattn::sm90 {
 using namespace cute;
 using cute::Tensor;
 
-template <typename Element_, int kHeadDim_>
+template <typename Element_, int kHeadDim_, int kBlockM_ = 64>
 struct BwdTraits {
   using Element = Element_;
   static constexpr bool kSplitD = false;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kBlockM = 64;       // queries per step
+  static constexpr int kBlockM = kBlockM_;  // queries per step
   static constexpr int kBlockN = 128;      // keys per CTA
   static constexpr int kKeysPerGroup = 64; // keys per consumer warpgroup
   static constexpr int kStages = 2;        // Q/dO ring
   static constexpr int kConsumerThreads = 256;
+  static_assert(kBlockM == 64 || kBlockM == 128, "a step's lse and D: one or two values a consumer thread");
   static constexpr int kThreads = 128 + kConsumerThreads;
   static_assert(kHeadDim % 64 == 0, "rows of whole 128-byte swizzle atoms (64 elements)");
 
