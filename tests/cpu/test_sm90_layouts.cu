@@ -93,6 +93,7 @@ void check_layouts() {
 
 // The tiles the launcher uses (fwd_launch.h, FwdTile).
 TEST(Sm90Layouts, Bf16HeadDim64) { check_layouts<FwdTile<cutlass::bfloat16_t, 64>::type>(); }
+TEST(Sm90Layouts, Bf16HeadDim64LongKeys) { check_layouts<FwdTile<cutlass::bfloat16_t, 64>::long_keys>(); }
 TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTile<cutlass::half_t, 96>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTile<cutlass::bfloat16_t, 128>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTile<cutlass::bfloat16_t, 192>::type>(); }

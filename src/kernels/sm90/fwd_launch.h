@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "kernels/sm80/element.h"
 #include "kernels/sm90/fwd.h"
@@ -19,48 +20,50 @@ namespace flashattn::sm90 {
 // at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-26% from 8k and
 // 3-5% at 2k, and lose 8-12% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
 // d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
+// `long_keys`: the tile of the variant without dropout, softcap or ALiBi for rows of at least
+// kLongFrom keys, where it differs: at d64, 192-key blocks beat 128 by 6-7% at 8k and lose 10-13% at
+// 512/1k (the last block is a third padding) (session 11, H100); the feature variants spilled at 192,
+// and with a transform ptxas serialized the wgmmas (C7514).
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E>
 struct FwdTile<E, 64> {
   using type = FwdTraits<E, 64, 128, 3, 2>;
+  using long_keys = FwdTraits<E, 64, 192, 2, 2>;
+  static constexpr int kLongFrom = 4096;
 };
 template <typename E>
 struct FwdTile<E, 96> {
   using type = FwdTraits<E, 96, 128, 3, 2>;
+  using long_keys = type;
+  static constexpr int kLongFrom = 0;
 };
 template <typename E>
 struct FwdTile<E, 128> {
   using type = FwdTraits<E, 128, 128, 2, 2>;
+  using long_keys = type;
+  static constexpr int kLongFrom = 0;
 };
 template <typename E>
 struct FwdTile<E, 192> {
   using type = FwdTraits<E, 192, 64, 3>;
+  using long_keys = type;
+  static constexpr int kLongFrom = 0;
 };
 template <typename E>
 struct FwdTile<E, 256> {
   using type = FwdTraits<E, 256, 80, 2>;
+  using long_keys = type;
+  static constexpr int kLongFrom = 0;
 };
 
-template <int kDtype, int kHeadDim>
-Status run_fwd(const FwdCall& call, cudaStream_t stream) {
-  using Element = typename sm80::ElementOf<kDtype>::type;
-  using Traits = typename FwdTile<Element, kHeadDim>::type;
+// One variant's launch: TMA descriptors for its tile, then a persistent grid.
+template <typename Traits, bool kDropout, bool kTransform, bool kTmaStore>
+Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
+  using Element = typename Traits::Element;
+  constexpr int kHeadDim = Traits::kHeadDim;
   const Problem& p = call.problem;
-  if (std::string why = fwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 forward with " + why);
-  if (p.batch == 0 || p.seqlen_q == 0) {
-    if (!call.rng_state || p.dropout_p == 0.f) return Status::Ok();
-    return not_supported("BACKEND_SM90 forward of an empty batch that must report its RNG state");
-  }
-
   const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
-  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
-  // The TMA-store epilogue: only in the plain variant (one more instantiation, not four), without
-  // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
-  const RowStrides& os = call.out_stride;
-  const bool tma_store = Traits::kTmaStoreO && p.dropout_p == 0.f && !transform && !p.varlen &&
-                         reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 && os.head % 8 == 0 &&
-                         os.batch % 8 == 0;
   FwdKernelParams<Traits> params{
       call,
       make_tma_copy(SM90_TMA_LOAD{}, tma_view<Element>(p, p.q, rows_q, p.nheads, p.q_stride),
@@ -72,17 +75,15 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
                     take<0, 2>(typename Traits::SmemLayoutV{}), Shape<Int<Traits::kBlockN>, Int<kHeadDim>>{}, _1{}),
       // TMA store of O for the kTmaStore variant; for the others a stand-in descriptor over q, never used.
       make_tma_copy(SM90_TMA_STORE{},
-                    tma_view<Element>(p, tma_store ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
-                                      tma_store ? call.out_stride : p.q_stride),
+                    tma_view<Element>(p, kTmaStore ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
+                                      kTmaStore ? call.out_stride : p.q_stride),
                     take<0, 2>(typename Traits::SmemLayoutO{}), Shape<Int<Traits::kBlockM / 2>, Int<kHeadDim>>{}, _1{}),
       (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
       0};
   params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow
 
   constexpr int smem = Traits::kSmemBytes;
-  auto kernel = tma_store        ? fwd_kernel<Traits, false, false, Traits::kTmaStoreO>
-                : p.dropout_p > 0.f ? (transform ? fwd_kernel<Traits, true, true> : fwd_kernel<Traits, true, false>)
-                                    : (transform ? fwd_kernel<Traits, false, true> : fwd_kernel<Traits, false, false>);
+  auto kernel = fwd_kernel<Traits, kDropout, kTransform, kTmaStore>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   // Persistent: one CTA per SM (each takes a whole SM's shared memory) striding over pairs of
   // tiles of equal work (fwd_kernel.h). With varlen the pairs of different sequences differ, so
@@ -98,6 +99,44 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
     return Status{FLASHATTN_CUDA_ERROR,
                   std::string("flashattn: sm90 forward launch failed: ") + cudaGetErrorString(err)};
   return Status::Ok();
+}
+
+// The variant without dropout, softcap or ALiBi, with the TMA-store epilogue where `tma_store`
+// allows it and the tile has shared memory for O.
+template <typename Traits>
+Status launch_plain_fwd(const FwdCall& call, cudaStream_t stream, bool tma_store) {
+  if constexpr (Traits::kTmaStoreO)
+    if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
+  return launch_fwd<Traits, false, false, false>(call, stream);
+}
+
+template <int kDtype, int kHeadDim>
+Status run_fwd(const FwdCall& call, cudaStream_t stream) {
+  using Element = typename sm80::ElementOf<kDtype>::type;
+  using Tile = FwdTile<Element, kHeadDim>;
+  using Traits = typename Tile::type;
+  const Problem& p = call.problem;
+  if (std::string why = fwd_unsupported(call); !why.empty()) return not_supported("BACKEND_SM90 forward with " + why);
+  if (p.batch == 0 || p.seqlen_q == 0) {
+    if (!call.rng_state || p.dropout_p == 0.f) return Status::Ok();
+    return not_supported("BACKEND_SM90 forward of an empty batch that must report its RNG state");
+  }
+
+  const bool transform = p.softcap > 0.f || p.alibi_slopes != nullptr;
+  if (p.dropout_p > 0.f)
+    return transform ? launch_fwd<Traits, true, true, false>(call, stream)
+                     : launch_fwd<Traits, true, false, false>(call, stream);
+  if (transform) return launch_fwd<Traits, false, true, false>(call, stream);
+  // The TMA-store epilogue: only in the plain variant (one more instantiation, not four), without
+  // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
+  const RowStrides& os = call.out_stride;
+  const bool tma_store = !p.varlen && reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 &&
+                         os.head % 8 == 0 && os.batch % 8 == 0;
+  // Varlen keeps the short tile: its seqlen_k is the longest sequence's, and the others pay the padding.
+  if constexpr (!std::is_same_v<typename Tile::long_keys, Traits>)
+    if (!p.varlen && p.seqlen_k >= Tile::kLongFrom)
+      return launch_plain_fwd<typename Tile::long_keys>(call, stream, tma_store);
+  return launch_plain_fwd<Traits>(call, stream, tma_store);
 }
 
 }  // namespace flashattn::sm90
