@@ -60,12 +60,25 @@ def progress(i, n, label):
         sys.stderr.write("\n")
 
 
-def time_ms(fn, reps):
+def time_ms(fn, reps, settle_ms=50.0, min_total_ms=100.0):
+    """Median of per-call CUDA event times (no cache flush). Before timing, calls run for at least
+    settle_ms of GPU time, so the clocks have left the idle state a pause on the host drops them
+    to; then at least `reps` calls, more where a call is short (about min_total_ms in all)."""
     import torch
-    for _ in range(3):
-        fn()
+    fn()
     torch.cuda.synchronize()
-    # Flush-free median of per-call CUDA event times.
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    calls, elapsed = 1, 0.0
+    while elapsed < settle_ms:
+        begin.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        elapsed = begin.elapsed_time(end)
+        per_call = elapsed / calls
+        calls *= 2
+    reps = max(reps, min(2000, int(min_total_ms / max(per_call, 1e-3))))
     start = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     stop = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for i in range(reps):
