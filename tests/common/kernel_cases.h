@@ -26,6 +26,7 @@ struct KernelCase {
 struct OddShape {
   int seqlen_q, seqlen_k, head_dim;
   bool causal;
+  int32_t dtype = FLASHATTN_BFLOAT16;
 };
 
 inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtypes, std::initializer_list<int> head_dims,
@@ -47,8 +48,8 @@ inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtype
   for (const OddShape& s : odd_shapes) {
     Case c;
     c.name = "len" + std::to_string(s.seqlen_q) + "x" + std::to_string(s.seqlen_k) + "_d" + std::to_string(s.head_dim) +
-             (s.causal ? "_causal" : "");
-    c.dtype = FLASHATTN_BFLOAT16;
+             (s.causal ? "_causal" : "") + (s.dtype == FLASHATTN_FLOAT16 ? "_fp16" : "");
+    c.dtype = s.dtype;
     c.batch = 2;
     c.nheads = 2;
     c.seqlen_q = s.seqlen_q;

@@ -15,7 +15,9 @@ std::vector<KernelCase> sm90_cases() {
                       // Odd lengths and every bucket (smaller head dims round up to a bucket).
                       {{1, 1, 64, false}, {17, 113, 128, true}, {113, 17, 256, false}, {1023, 1023, 128, true},
                        {200, 333, 40, false}, {64, 1, 96, true}, {1, 300, 128, false}, {257, 129, 256, true},
-                       {1000, 3000, 64, true}});
+                       {1000, 3000, 64, true},
+                       // d64 rows of 4k keys and more take the 192-key tile (fwd_launch.h).
+                       {300, 4100, 64, false}, {200, 5000, 64, true}, {77, 4500, 64, false, FLASHATTN_FLOAT16}});
 }
 
 using Sm90Fwd = GpuTestWithParam<KernelCase>;

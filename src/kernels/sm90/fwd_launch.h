@@ -20,42 +20,31 @@ namespace flashattn::sm90 {
 // at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-26% from 8k and
 // 3-5% at 2k, and lose 8-12% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
 // d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
-// `long_keys`: the tile of the variant without dropout, softcap or ALiBi for rows of at least
-// kLongFrom keys, where it differs: at d64, 192-key blocks beat 128 by 6-7% at 8k and lose 10-13% at
-// 512/1k (the last block is a third padding) (session 11, H100); the feature variants spilled at 192,
-// and with a transform ptxas serialized the wgmmas (C7514).
+// `long_keys` (void: none): the tile of the variant without dropout, softcap or ALiBi, with the
+// TMA store, for rows of kLongFrom keys or more. At d64, 192-key blocks beat 128 by 6-7% at 8k and
+// lose 10-13% at 512/1k, where the last block is a third padding (session 11, H100); the feature
+// variants spilled at 192, and with a transform ptxas serialized the wgmmas (C7514).
+template <typename Traits>
+struct OneFwdTile {
+  using type = Traits;
+  using long_keys = void;
+  static constexpr int kLongFrom = 0;
+};
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E>
-struct FwdTile<E, 64> {
-  using type = FwdTraits<E, 64, 128, 3, 2>;
+struct FwdTile<E, 64> : OneFwdTile<FwdTraits<E, 64, 128, 3, 2>> {
   using long_keys = FwdTraits<E, 64, 192, 2, 2>;
   static constexpr int kLongFrom = 4096;
 };
 template <typename E>
-struct FwdTile<E, 96> {
-  using type = FwdTraits<E, 96, 128, 3, 2>;
-  using long_keys = type;
-  static constexpr int kLongFrom = 0;
-};
+struct FwdTile<E, 96> : OneFwdTile<FwdTraits<E, 96, 128, 3, 2>> {};
 template <typename E>
-struct FwdTile<E, 128> {
-  using type = FwdTraits<E, 128, 128, 2, 2>;
-  using long_keys = type;
-  static constexpr int kLongFrom = 0;
-};
+struct FwdTile<E, 128> : OneFwdTile<FwdTraits<E, 128, 128, 2, 2>> {};
 template <typename E>
-struct FwdTile<E, 192> {
-  using type = FwdTraits<E, 192, 64, 3>;
-  using long_keys = type;
-  static constexpr int kLongFrom = 0;
-};
+struct FwdTile<E, 192> : OneFwdTile<FwdTraits<E, 192, 64, 3>> {};
 template <typename E>
-struct FwdTile<E, 256> {
-  using type = FwdTraits<E, 256, 80, 2>;
-  using long_keys = type;
-  static constexpr int kLongFrom = 0;
-};
+struct FwdTile<E, 256> : OneFwdTile<FwdTraits<E, 256, 80, 2>> {};
 
 // One variant's launch: TMA descriptors for its tile, then a persistent grid.
 template <typename Traits, bool kDropout, bool kTransform, bool kTmaStore>
@@ -101,15 +90,6 @@ Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
   return Status::Ok();
 }
 
-// The variant without dropout, softcap or ALiBi, with the TMA-store epilogue where `tma_store`
-// allows it and the tile has shared memory for O.
-template <typename Traits>
-Status launch_plain_fwd(const FwdCall& call, cudaStream_t stream, bool tma_store) {
-  if constexpr (Traits::kTmaStoreO)
-    if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
-  return launch_fwd<Traits, false, false, false>(call, stream);
-}
-
 template <int kDtype, int kHeadDim>
 Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   using Element = typename sm80::ElementOf<kDtype>::type;
@@ -132,11 +112,14 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   const RowStrides& os = call.out_stride;
   const bool tma_store = !p.varlen && reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 &&
                          os.head % 8 == 0 && os.batch % 8 == 0;
-  // Varlen keeps the short tile: its seqlen_k is the longest sequence's, and the others pay the padding.
-  if constexpr (!std::is_same_v<typename Tile::long_keys, Traits>)
-    if (!p.varlen && p.seqlen_k >= Tile::kLongFrom)
-      return launch_plain_fwd<typename Tile::long_keys>(call, stream, tma_store);
-  return launch_plain_fwd<Traits>(call, stream, tma_store);
+  // The long-key tile comes with the TMA store only (so never with varlen, whose seqlen_k is the
+  // longest sequence's: the others would pay the padding).
+  if constexpr (!std::is_void_v<typename Tile::long_keys>)
+    if (tma_store && p.seqlen_k >= Tile::kLongFrom)
+      return launch_fwd<typename Tile::long_keys, false, false, true>(call, stream);
+  if constexpr (Traits::kTmaStoreO)
+    if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
+  return launch_fwd<Traits, false, false, false>(call, stream);
 }
 
 }  // namespace flashattn::sm90
