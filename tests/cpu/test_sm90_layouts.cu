@@ -98,6 +98,7 @@ TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTile<cutlass::half_t, 96>::t
 TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTile<cutlass::bfloat16_t, 128>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTile<cutlass::bfloat16_t, 192>::type>(); }
 TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTile<cutlass::half_t, 256>::type>(); }
+TEST(Sm90Layouts, Bf16HeadDim256ShortKeys) { check_layouts<FwdTile<cutlass::bfloat16_t, 256>::short_keys>(); }
 
 }  // namespace
 }  // namespace flashattn::sm90

@@ -78,8 +78,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
   // The intra-warpgroup overlap and ping-pong (below): every variant up to d = 128, and the plain
-  // one above (its dropout and softcap/ALiBi variants spill there).
-  constexpr bool kOverlap = Traits::kOverlap || (!kDropout && !kTransform);
+  // one above (its dropout and softcap/ALiBi variants spill there) unless its tile says not.
+  constexpr bool kOverlap = Traits::kOverlap || (Traits::kPlainOverlap && !kDropout && !kTransform);
   using Pipeline = typename Traits::Pipeline;
   using SharedStorage = typename Traits::SharedStorage;
   extern __shared__ __align__(1024) char sm90_smem[];

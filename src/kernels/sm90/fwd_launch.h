@@ -20,22 +20,28 @@ namespace flashattn::sm90 {
 // at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-26% from 8k and
 // 3-5% at 2k, and lose 8-12% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
 // d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
-// `long_keys` (void: none): the tile of the variant without dropout, softcap or ALiBi, with the
-// TMA store, for rows of kLongFrom keys or more. At d64, 192-key blocks beat 128 by 6-7% at 8k and
-// lose 10-13% at 512/1k, where the last block is a third padding (session 11, H100); the feature
-// variants spilled at 192, and with a transform ptxas serialized the wgmmas (C7514).
+// Tiles by the keys a query row sees on average (mean_keys_per_row: under the causal mask about
+// half of seqlen_k), for the variant without dropout, softcap or ALiBi (void: none):
+// `long_keys` from kLongFrom keys, with the TMA store only. At d64, 192-key blocks against 128
+//   (session 11, H100): +2% at 2k and +9% at 3k non-causal, +6-7% at 8k, and -2 to -13% where a row
+//   sees 512-1.5k keys (the last block pads up to a third); the feature variants spilled at 192,
+//   and with a transform ptxas serialized the wgmmas (C7514).
+// `short_keys` up to kShortUpTo keys. At d256, 64-key blocks one at a time against the 80-key
+//   overlap (session 11, H100): +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k.
 template <typename Traits>
 struct OneFwdTile {
   using type = Traits;
   using long_keys = void;
   static constexpr int kLongFrom = 0;
+  using short_keys = void;
+  static constexpr int kShortUpTo = 0;
 };
 template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E>
 struct FwdTile<E, 64> : OneFwdTile<FwdTraits<E, 64, 128, 3, 2>> {
   using long_keys = FwdTraits<E, 64, 192, 2, 2>;
-  static constexpr int kLongFrom = 4096;
+  static constexpr int kLongFrom = 2048;
 };
 template <typename E>
 struct FwdTile<E, 96> : OneFwdTile<FwdTraits<E, 96, 128, 3, 2>> {};
@@ -44,7 +50,26 @@ struct FwdTile<E, 128> : OneFwdTile<FwdTraits<E, 128, 128, 2, 2>> {};
 template <typename E>
 struct FwdTile<E, 192> : OneFwdTile<FwdTraits<E, 192, 64, 3>> {};
 template <typename E>
-struct FwdTile<E, 256> : OneFwdTile<FwdTraits<E, 256, 80, 2>> {};
+struct FwdTile<E, 256> : OneFwdTile<FwdTraits<E, 256, 80, 2>> {
+  using short_keys = FwdTraits<E, 256, 64, 2, 1, false>;
+  static constexpr int kShortUpTo = 512;
+};
+
+// The keys a query row sees on average under the window (causal is right = 0, both aligned to the
+// bottom right): 64 rows sampled evenly; it only picks a tile, so an estimate serves. Varlen: of a
+// sequence of the longest lengths.
+inline int mean_keys_per_row(const Problem& p) {
+  constexpr int kSamples = 64;
+  const int64_t offset = int64_t(p.seqlen_k) - p.seqlen_q;
+  int64_t keys = 0;
+  for (int s = 0; s < kSamples; ++s) {
+    const int64_t row = int64_t(p.seqlen_q) * (2 * s + 1) / (2 * kSamples);
+    const int64_t first = p.window_left < 0 ? 0 : std::max<int64_t>(0, row + offset - p.window_left);
+    const int64_t last = p.window_right < 0 ? p.seqlen_k - 1 : std::min<int64_t>(p.seqlen_k - 1, row + offset + p.window_right);
+    keys += std::max<int64_t>(0, last - first + 1);
+  }
+  return static_cast<int>(keys / kSamples);
+}
 
 // One variant's launch: TMA descriptors for its tile, then a persistent grid.
 template <typename Traits, bool kDropout, bool kTransform, bool kTmaStore>
@@ -107,6 +132,9 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
     return transform ? launch_fwd<Traits, true, true, false>(call, stream)
                      : launch_fwd<Traits, true, false, false>(call, stream);
   if (transform) return launch_fwd<Traits, false, true, false>(call, stream);
+  const int keys_per_row = mean_keys_per_row(p);
+  if constexpr (!std::is_void_v<typename Tile::short_keys>)
+    if (keys_per_row <= Tile::kShortUpTo) return launch_fwd<typename Tile::short_keys, false, false, false>(call, stream);
   // The TMA-store epilogue: only in the plain variant (one more instantiation, not four), without
   // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
   const RowStrides& os = call.out_stride;
@@ -115,7 +143,7 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   // The long-key tile comes with the TMA store only (so never with varlen, whose seqlen_k is the
   // longest sequence's: the others would pay the padding).
   if constexpr (!std::is_void_v<typename Tile::long_keys>)
-    if (tma_store && p.seqlen_k >= Tile::kLongFrom)
+    if (tma_store && keys_per_row >= Tile::kLongFrom)
       return launch_fwd<typename Tile::long_keys, false, false, true>(call, stream);
   if constexpr (Traits::kTmaStoreO)
     if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);

@@ -16,7 +16,7 @@ namespace flashattn::sm90 {
 using namespace cute;
 using cute::Tensor;
 
-template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, int kQStages_ = 1>
+template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, int kQStages_ = 1, bool kPlainOverlap_ = true>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -29,6 +29,9 @@ struct FwdTraits {
   // fits every variant's registers up to d = 128; above, only the plain variant's (d = 256 spills
   // with dropout or softcap/ALiBi, ptxas -v). fwd_kernel.h picks per variant.
   static constexpr bool kOverlap = kHeadDim <= 128;
+  // Above d = 128, whether the plain variant overlaps: not for short rows, where the first and last
+  // blocks, which run alone, are a large part of the row.
+  static constexpr bool kPlainOverlap = kPlainOverlap_;
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
   static_assert(kHeadDim % 32 == 0, "rows of whole 64-byte swizzle atoms (32 elements)");
