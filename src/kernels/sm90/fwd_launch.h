@@ -132,14 +132,17 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
     return transform ? launch_fwd<Traits, true, true, false>(call, stream)
                      : launch_fwd<Traits, true, false, false>(call, stream);
   if (transform) return launch_fwd<Traits, false, true, false>(call, stream);
-  const int keys_per_row = mean_keys_per_row(p);
-  if constexpr (!std::is_void_v<typename Tile::short_keys>)
-    if (keys_per_row <= Tile::kShortUpTo) return launch_fwd<typename Tile::short_keys, false, false, false>(call, stream);
   // The TMA-store epilogue: only in the plain variant (one more instantiation, not four), without
   // varlen (a packed sequence's last block has no TMA bound) and where out is aligned for TMA.
   const RowStrides& os = call.out_stride;
   const bool tma_store = !p.varlen && reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 &&
                          os.head % 8 == 0 && os.batch % 8 == 0;
+  const int keys_per_row = mean_keys_per_row(p);
+  // The short-key tile: with the TMA store where it has one (and only where the call allows it).
+  using Short = typename Tile::short_keys;
+  if constexpr (!std::is_void_v<Short>)
+    if (keys_per_row <= Tile::kShortUpTo && (tma_store || !Short::kTmaStoreO))
+      return launch_fwd<Short, false, false, Short::kTmaStoreO>(call, stream);
   // The long-key tile comes with the TMA store only (so never with varlen, whose seqlen_k is the
   // longest sequence's: the others would pay the padding).
   if constexpr (!std::is_void_v<typename Tile::long_keys>)
