@@ -26,8 +26,10 @@ namespace flashattn::sm90 {
 //   (session 11, H100): +2% at 2k and +9% at 3k non-causal, +6-7% at 8k, and -2 to -13% where a row
 //   sees 512-1.5k keys (the last block pads up to a third); the feature variants spilled at 192,
 //   and with a transform ptxas serialized the wgmmas (C7514).
-// `short_keys` up to kShortUpTo keys. At d256, 64-key blocks one at a time against the 80-key
-//   overlap (session 11, H100): +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k.
+// `short_keys` up to kShortUpTo keys (session 11, H100). At d256, 64-key blocks one at a time
+//   against the 80-key overlap: +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k. At
+//   d64, the 128-key tile without the overlap: +6% at 512 and 1k, +2-6% causal 512-2k; at d128 the
+//   same lost 1-7% (the overlap stays).
 template <typename Traits>
 struct OneFwdTile {
   using type = Traits;
@@ -42,6 +44,8 @@ template <typename E>
 struct FwdTile<E, 64> : OneFwdTile<FwdTraits<E, 64, 128, 3, 2>> {
   using long_keys = FwdTraits<E, 64, 192, 2, 2>;
   static constexpr int kLongFrom = 2048;
+  using short_keys = FwdTraits<E, 64, 128, 3, 2, false>;
+  static constexpr int kShortUpTo = 1024;
 };
 template <typename E>
 struct FwdTile<E, 96> : OneFwdTile<FwdTraits<E, 96, 128, 3, 2>> {};
