@@ -24,8 +24,9 @@ constexpr int bwd_block_m(int head_dim_bucket) { return head_dim_bucket <= 64 ? 
 //   dsum      float [nheads x rows]  D = rowsum(dO * O) (FA2, Alg. 2), indexed like softmax_lse
 //   semaphore int [2 x batch x nheads x sem_blocks]  deterministic mode: key blocks done per query
 //             block (sem_blocks counts 64-row blocks, the Hopper backward's smallest; FA2 and the
-//             Hopper d64 kernel's 128-row steps use the first m_blocks of them), in two lanes: the d256 Hopper backward keeps a turn per warpgroup (each adds
-//             half of d), the other kernels use lane 0
+//             Hopper d64 kernel's 128-row steps use the first m_blocks of them), in two lanes:
+//             the d256 Hopper backward keeps a turn per warpgroup (each adds half of d), the
+//             other kernels use lane 0
 struct BwdWorkspace {
   size_t dq_accum = 0, dsum = 0, semaphore = 0;  // byte offsets
   size_t dq_accum_bytes = 0, semaphore_bytes = 0, bytes = 0;
