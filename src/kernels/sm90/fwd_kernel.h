@@ -77,9 +77,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
-  // The intra-warpgroup overlap and ping-pong (below): every variant up to d = 128, and the plain
-  // one above (its dropout and softcap/ALiBi variants spill there) unless its tile says not.
-  constexpr bool kOverlap = Traits::kOverlap || (Traits::kPlainOverlap && !kDropout && !kTransform);
+  // The intra-warpgroup overlap and ping-pong (below), where the tile has it for this variant.
+  constexpr bool kOverlap = Traits::overlaps(!kDropout && !kTransform);
   using Pipeline = typename Traits::Pipeline;
   using SharedStorage = typename Traits::SharedStorage;
   extern __shared__ __align__(1024) char sm90_smem[];

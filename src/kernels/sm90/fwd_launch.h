@@ -59,18 +59,16 @@ struct FwdTile<E, 256> : OneFwdTile<FwdTraits<E, 256, 80, 2>> {
   static constexpr int kShortUpTo = 512;
 };
 
-// The keys a query row sees on average under the window (causal is right = 0, both aligned to the
-// bottom right): 64 rows sampled evenly; it only picks a tile, so an estimate serves. Varlen: of a
-// sequence of the longest lengths.
+// The keys a query row sees on average under the window (visible_keys; causal is right = 0): 64
+// rows sampled evenly; it only picks a tile, so an estimate serves. Varlen: of a sequence of the
+// longest lengths.
 inline int mean_keys_per_row(const Problem& p) {
   constexpr int kSamples = 64;
-  const int64_t offset = int64_t(p.seqlen_k) - p.seqlen_q;
   int64_t keys = 0;
   for (int s = 0; s < kSamples; ++s) {
-    const int64_t row = int64_t(p.seqlen_q) * (2 * s + 1) / (2 * kSamples);
-    const int64_t first = p.window_left < 0 ? 0 : std::max<int64_t>(0, row + offset - p.window_left);
-    const int64_t last = p.window_right < 0 ? p.seqlen_k - 1 : std::min<int64_t>(p.seqlen_k - 1, row + offset + p.window_right);
-    keys += std::max<int64_t>(0, last - first + 1);
+    const int row = int(int64_t(p.seqlen_q) * (2 * s + 1) / (2 * kSamples));
+    const KeyRange range = visible_keys(p, row, p.seqlen_q, p.seqlen_k);
+    keys += range.hi - range.lo;
   }
   return static_cast<int>(keys / kSamples);
 }

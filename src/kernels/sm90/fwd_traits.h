@@ -25,13 +25,12 @@ struct FwdTraits {
   static constexpr int kStages = kStages_;
   // Q buffers: with two, the next tile's Q loads while this tile still reads its own.
   static constexpr int kQStages = kQStages_;
-  // S of the next key block overlaps this block's softmax and P V: a second S accumulator, which
-  // fits every variant's registers up to d = 128 (kOverlap); above, only the plain variant's
-  // (kPlainOverlap: d = 256 spills with dropout or softcap/ALiBi, ptxas -v). fwd_kernel.h picks per
-  // variant. kOverlap_ = false: none (tiles for short rows, where the first and last blocks, which
-  // run alone, are a large part of the row).
-  static constexpr bool kPlainOverlap = kOverlap_;
-  static constexpr bool kOverlap = kOverlap_ && kHeadDim <= 128;
+  // Whether S of the next key block overlaps this block's softmax and P V in the variant (`plain`:
+  // without dropout, softcap or ALiBi): a second S accumulator, which fits every variant's
+  // registers up to d = 128; above, only the plain variant's (d = 256 spills with dropout or
+  // softcap/ALiBi, ptxas -v). kOverlap_ = false: none (tiles for short rows, where the first and
+  // last blocks, which run alone, are a large part of the row).
+  static constexpr bool overlaps(bool plain) { return kOverlap_ && (kHeadDim <= 128 || plain); }
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
   static_assert(kHeadDim % 32 == 0, "rows of whole 64-byte swizzle atoms (32 elements)");
