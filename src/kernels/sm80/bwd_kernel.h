@@ -56,6 +56,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   char* ws_base = static_cast<char*>(call.workspace);
   float* dq_accum = reinterpret_cast<float*>(ws_base + ws.dq_accum);
   const float* dsum = reinterpret_cast<const float*>(ws_base + ws.dsum);
+  const float* lse_log2_ws = reinterpret_cast<const float*>(ws_base + ws.lse_log2);
   int* semaphore = reinterpret_cast<int*>(ws_base + ws.semaphore);
 
   // Global views of the tiles of one query head (set per step) and of this CTA's keys.
@@ -194,15 +195,15 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     const int st = stage_offset(step);
     const int next_h = m_block + 1 < m_end ? h : h + 1, next_m_block = m_block + 1 < m_end ? m_block + 1 : m_begin;
     const int m0 = m_block * kBlockM;
-    // lse (in log2 units) and D of this thread's rows; rows past the sequence get lse = +inf, so P = 0.
+    // lse (in log2 units) and D of this thread's rows, from the pre-process (rows past the sequence:
+    // lse = +inf, so P = 0, and D = 0).
     float lse_log2[kRows], d_row[kRows];
+    const int64_t stat0 = stat_row0(p, ws, b, si.q_row0, h);
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      const int row = m0 + get<0>(tScS(2 * (r % 2), r / 2, 0));
-      const bool in = row < si.seqlen_q;
-      const int64_t i = lse_offset(p, b, si.q_row0, in ? row : 0, h);
-      lse_log2[r] = in ? call.lse[i] * float(M_LOG2E) : INFINITY;
-      d_row[r] = in ? dsum[i] : 0.f;
+      const int64_t i = stat0 + m0 + get<0>(tScS(2 * (r % 2), r / 2, 0));
+      lse_log2[r] = lse_log2_ws[i];
+      d_row[r] = dsum[i];
     }
     const float slope = kTransform ? alibi_slope(p, b, h) : 0.f;
     const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);

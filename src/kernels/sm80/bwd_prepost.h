@@ -1,5 +1,6 @@
 // The two small passes around the FlashAttention-2 backward (Dao 2023, Alg. 2):
-//   pre:  D_i = rowsum(dO_i * O_i) (line 4), one warp per (row, head);
+//   pre:  D_i = rowsum(dO_i * O_i) (line 4), one warp per (row, head), beside lse in log2 units,
+//         both in the padded rows of bwd.h (stat_row0; the padding rows too: D = 0, lse = +inf);
 //   post: dQ = scale * dq_accum, converted to the input dtype and written with the caller's strides;
 //         one CTA per query block, reading dq_accum in the dQ MMA's fragment order (bwd.h).
 // Both are memory-bound; at short lengths they are a real part of the backward (at 1k, d128 on an
@@ -18,15 +19,26 @@ namespace flashattn::sm80 {
 
 constexpr int kPrePostRowsPerBlock = 8;  // one warp each
 
-// grid (row blocks, nheads, batch)
+// grid (row blocks of round_up_stat_rows(seqlen_q) rows, nheads, batch)
+inline dim3 bwd_preprocess_grid(const Problem& p) {
+  return dim3(unsigned(round_up_stat_rows(p.seqlen_q) / kPrePostRowsPerBlock), p.nheads, p.batch);
+}
 template <typename Element, int kHeadDim>
 __global__ void __launch_bounds__(32 * kPrePostRowsPerBlock) bwd_preprocess_kernel(const BwdCall call,
                                                                                     BwdWorkspace ws) {
+  static_assert(kStatRowAlign % kPrePostRowsPerBlock == 0);
   const Problem& p = call.problem;
   const int h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x % 32;
   const int row = blockIdx.x * kPrePostRowsPerBlock + threadIdx.x / 32;
   const SeqInfo si = seq_info(p, b);
-  if (row >= si.seqlen_q) return;
+  if (row >= round_up_stat_rows(si.seqlen_q)) return;  // the next sequence's rows (varlen)
+  const int64_t stat = stat_row0(p, ws, b, si.q_row0, h) + row;
+  float* dsum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.dsum);
+  float* lse_log2 = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.lse_log2);
+  if (row >= si.seqlen_q) {  // padding: P = 0 there
+    if (lane == 0) dsum[stat] = 0.f, lse_log2[stat] = INFINITY;
+    return;
+  }
   const Element* o = static_cast<const Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, row, h);
   const Element* dout =
       static_cast<const Element*>(call.dout) + row_offset(call.dout_stride, p.varlen, b, si.q_row0, row, h);
@@ -47,8 +59,10 @@ __global__ void __launch_bounds__(32 * kPrePostRowsPerBlock) bwd_preprocess_kern
   }
   CUTE_UNROLL
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  float* dsum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.dsum);
-  if (lane == 0) dsum[lse_offset(p, b, si.q_row0, row, h)] = sum;
+  if (lane == 0) {
+    dsum[stat] = sum;
+    lse_log2[stat] = call.lse[lse_offset(p, b, si.q_row0, row, h)] * float(M_LOG2E);
+  }
 }
 
 // grid (query blocks, nheads, batch), Traits::kThreads threads. The block goes through shared memory

@@ -1,7 +1,8 @@
 // Hopper backward (sm90a) (FlashAttention-2, Alg. 2, with FlashAttention-3's producer/consumer
 // split): a CTA per (128 keys, kv head, batch). Warp 0 loads K and V once and, per step (query
 // head of the group, query block of kBlockM rows: 128 in the plain d64 kernel, else 64), Q and dO
-// through a 2-stage TMA ring; warpgroups 1
+// through a 2-stage TMA ring, with the step's lse and D (bulk copies from the pre-process's padded
+// rows) on the same barrier; warpgroups 1
 // and 2 each own 64 keys: S^T and dP^T by wgmma from shared memory, then P^T = exp(S^T - lse) and
 // dS^T = P^T (dP^T - D) in registers, dV += P^T dO and dK += dS^T Q with the probabilities as
 // register operands. dS goes to shared memory; the warpgroups take turns computing the step's
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         copy(params.tma_k.with(shared.barrier_kv), tKgK(_, 2 * n_block + w), tKsK);
         copy(params.tma_v.with(shared.barrier_kv), tVgV(_, 2 * n_block + w), tVsV);
       }
-      load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
+      load_q_dout(params, pipeline_q, sQ, sdO, shared, b, si, t, walk);
     } else if (threadIdx.x / 32 == 1) {
       // The dQ writer: per step, once the step's consumer warpgroup has put its dQ in shared memory,
       // one bulk reduction adds the whole kBlockM x d block to dq_accum (32 KB at d = 64 and 128 in one
@@ -168,25 +169,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
   const PhiloxState rng = philox_state(p);
   const int k0 = n0 + w * kKeys;  // this warpgroup's first key
-  const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
-
-  // lse and D of a step's queries: value j of thread tid is entry tid + 128 j of (lse of the kBlockM
-  // rows, then D of them): one a thread at kBlockM = 64, two at 128. As loaded: lse goes to log2
-  // units only when stored a step later, so nothing waits on the load until then. Rows past the
-  // sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
-  constexpr int kStats = 2 * kBlockM / 128;
-  using RowStats = cute::array<float, kStats>;
-  auto load_row_stats = [&](const BwdStep& at) {
-    RowStats v;
-    CUTE_UNROLL
-    for (int j = 0; j < kStats; ++j) {
-      const int x = tid + 128 * j, q = at.m_block * kBlockM + x % kBlockM;
-      const bool in = q < si.seqlen_q;
-      const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, at.h);
-      v[j] = x < kBlockM ? (in ? call.lse[i] : INFINITY) : (in ? dsum[i] : 0.f);
-    }
-    return v;
-  };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
   // dS^T into shared memory by stmatrix, 8 x 8 tiles of the accumulator as they are held.
@@ -200,8 +182,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr bool kEarlyP = !kTransform && kBlockM == 64;
   cutlass::PipelineState<Traits::kStages> state;
   BwdStep at = walk.first;
-  // The lse/D value of the next step is loaded one step ahead, so its latency hides under a step.
-  RowStats row_stats = steps > 0 ? load_row_stats(walk.first) : RowStats{};
   for (int step = 0; step < steps; ++step, walk.advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
@@ -214,22 +194,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
     warpgroup_commit_batch();  // group 2: dP^T
 
-    // This step's lse and D into shared memory (buffer of the step's parity: the other one may
-    // still be read by slower threads of the previous step), the next step's loaded.
-    CUTE_UNROLL
-    for (int j = 0; j < kStats; ++j) {
-      const int x = tid + 128 * j;
-      if (x < kBlockM) shared.lse_log2[parity][w][x] = row_stats[j] * float(M_LOG2E);
-      else shared.dsum[parity][w][x - kBlockM] = row_stats[j];
-    }
-    if (step + 1 < steps) {
-      BwdStep next = at;
-      walk.advance(next);
-      row_stats = load_row_stats(next);
-    }
-    cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written
-    const float* lse_log2 = shared.lse_log2[parity][w];
-    const float* dsum_q = shared.dsum[parity][w];
+    // lse (log2 units; +inf past the sequence, so P = 0 there) and D of the step's queries: in the
+    // stage, beside Q and dO.
+    const float* lse_log2 = shared.lse_log2[st];
+    const float* dsum_q = shared.dsum[st];
     Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kCols = decltype(size<1>(cS_rc))::value;
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));

@@ -89,8 +89,8 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   if (cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream) != cudaSuccess ||
       (ws.semaphore_bytes > 0 && cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream) != cudaSuccess))
     return bwd_launched("workspace clear");
-  const dim3 pre_grid((p.seqlen_q + sm80::kPrePostRowsPerBlock - 1) / sm80::kPrePostRowsPerBlock, p.nheads, p.batch);
-  sm80::bwd_preprocess_kernel<Element, kHeadDim><<<pre_grid, 32 * sm80::kPrePostRowsPerBlock, 0, stream>>>(call, ws);
+  sm80::bwd_preprocess_kernel<Element, kHeadDim>
+      <<<sm80::bwd_preprocess_grid(p), 32 * sm80::kPrePostRowsPerBlock, 0, stream>>>(call, ws);
   if (Status s = bwd_launched("backward pre-process"); !s.ok()) return s;
 
   using Plain = BwdTraitsOf<Element, kHeadDim, true>;

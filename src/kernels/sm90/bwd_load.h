@@ -149,13 +149,18 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdCall& call, const sm80::BwdWo
                 key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block};
 }
 
-// The Q/dO ring (Q and dO of a step on one barrier, consumed by Traits::kConsumerThreads) and the
+// A step's lse (log2 units) and D: kBlockM floats each, bulk-copied from the pre-process's padded
+// rows (sm80/bwd.h, stat_row0) onto the stage's barrier with its Q and dO.
+template <typename Traits>
+constexpr uint32_t kStatBytes = 2 * Traits::kBlockM * sizeof(float);
+
+// The Q/dO ring (Q, dO, lse and D of a step on one barrier, consumed by Traits::kConsumerThreads) and the
 // K/V barrier, initialized before anyone waits on them (ends with __syncthreads).
 template <typename Traits, typename Shared>
 __device__ __forceinline__ typename Traits::Pipeline init_bwd_barriers(Shared& shared, bool producer) {
   using Pipeline = typename Traits::Pipeline;
   typename Pipeline::Params pipe_params;
-  pipe_params.transaction_bytes = 2 * Traits::kTmaBytesQ;
+  pipe_params.transaction_bytes = 2 * Traits::kTmaBytesQ + kStatBytes<Traits>;
   pipe_params.role = producer ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
   pipe_params.is_leader = threadIdx.x == 0;
   pipe_params.num_consumers = Traits::kConsumerThreads;
@@ -178,13 +183,18 @@ __device__ __forceinline__ BwdTmaShape bwd_tma_shape(const Problem& p, int b) {
                      p.varlen ? int32_t(p.total_k) : p.seqlen_k};
 }
 
-// The producer thread's Q/dO loads, one ring stage a step, in the order of `walk`.
-template <typename Traits, typename Pipeline, typename SmemQ>
+// The producer thread's loads, one ring stage a step, in the order of `walk`: Q and dO by TMA, the
+// step's lse and D by bulk copy (16-byte aligned runs: stat_row0 and kBlockM are multiples of 4).
+template <typename Traits, typename Pipeline, typename SmemQ, typename Shared>
 __device__ __forceinline__ void load_q_dout(const BwdKernelParams<Traits>& params, Pipeline& pipeline_q,
-                                            const SmemQ& sQ, const SmemQ& sdO, const SeqInfo& si, const BwdTmaShape& t,
-                                            const BwdSteps& walk) {
+                                            const SmemQ& sQ, const SmemQ& sdO, Shared& shared, int b,
+                                            const SeqInfo& si, const BwdTmaShape& t, const BwdSteps& walk) {
   constexpr int kBlockM = Traits::kBlockM, kHeadDim = Traits::kHeadDim;
+  static_assert(kBlockM % 4 == 0 && sm80::kStatRowAlign % 4 == 0);
   const Problem& p = params.call.problem;
+  const char* workspace = static_cast<const char*>(params.call.workspace);
+  const float* lse_log2 = reinterpret_cast<const float*>(workspace + params.ws.lse_log2);
+  const float* dsum = reinterpret_cast<const float*>(workspace + params.ws.dsum);
   Tensor mQ = params.tma_q.get_tma_tensor(make_shape(t.rows_q, t.d, p.nheads, t.batches));
   Tensor mdO = params.tma_do.get_tma_tensor(make_shape(t.rows_q, t.d, p.nheads, t.batches));
   auto state = cutlass::make_producer_start_state<Pipeline>();
@@ -204,6 +214,11 @@ __device__ __forceinline__ void load_q_dout(const BwdKernelParams<Traits>& param
         tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)), group_modes<0, 2>(gdO));
     copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
     copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
+    const int64_t stat = sm80::stat_row0(p, params.ws, b, si.q_row0, h) + int64_t(at.m_block) * kBlockM;
+    cute::SM90_BULK_COPY_G2S::copy(lse_log2 + stat, pipeline_q.producer_get_barrier(state), shared.lse_log2[st],
+                             kBlockM * sizeof(float));
+    cute::SM90_BULK_COPY_G2S::copy(dsum + stat, pipeline_q.producer_get_barrier(state), shared.dsum[st],
+                             kBlockM * sizeof(float));
     ++state;
   }
 }

@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       auto [tVgV, tVsV] = tma_partition(params.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
       copy(params.tma_k.with(shared.barrier_kv), tKgK, tKsK);
       copy(params.tma_v.with(shared.barrier_kv), tVgV, tVsV);
-      load_q_dout(params, pipeline_q, sQ, sdO, si, t, walk);
+      load_q_dout(params, pipeline_q, sQ, sdO, shared, b, si, t, walk);
     } else if ((threadIdx.x / 32 == 1 || threadIdx.x / 32 == 2) && call.deterministic) {
       // Deterministic mode's turn keepers, warp 1 + w for consumer warpgroup w: each warpgroup adds
       // its own half of d, so each keeps its own chain of turns (lane w of the workspace). Per step
@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // Consumers: thread tid of 256; warpgroup w = tid / 128 owns queries [32w, 32w + 32) of S^T and
   // dP^T, and head-dim half w of dK, dV and dQ (the tiled MMAs split N between the warpgroups).
   consumer_registers<Traits>();
-  const int tid = threadIdx.x - 128, w = tid / 128, wtid = tid % 128;
+  const int tid = threadIdx.x - 128, w = tid / 128;
   typename Traits::TiledMmaSdP mma_sdp;
   typename Traits::TiledMmaKV mma_kv;
   typename Traits::TiledMmaQ mma_q;
@@ -136,19 +136,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
   const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
   const PhiloxState rng = philox_state(p);
-  const float* dsum = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + params.ws.dsum);
   float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
-
-  // lse or D of one of the warpgroup's 32 queries (threads 0-31 lse, 32-63 D; the rest idle), as
-  // loaded: lse goes to log2 units only when stored a step later, so nothing waits on the load
-  // until then. Rows past the sequence get lse = +inf, so P = 0 (and dS = 0, dQ = 0) there.
-  auto load_row_stat = [&](const BwdStep& at) {
-    const int h = at.h, q = at.m_block * kBlockM + 32 * w + wtid % 32;
-    const bool in = q < si.seqlen_q;
-    const int64_t i = lse_offset(p, b, si.q_row0, in ? q : 0, h);
-    if (wtid >= 64) return 0.f;
-    return wtid < 32 ? (in ? call.lse[i] : INFINITY) : (in ? dsum[i] : 0.f);
-  };
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
   auto copy_pt = make_tiled_copy_C(typename Traits::SmemCopyPt{}, mma_sdp);
@@ -158,7 +146,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr bool kEarlyP = !kTransform;  // as in bwd_kernel.h
   cutlass::PipelineState<Traits::kStages> state;
   BwdStep at = walk.first;
-  float row_stat = steps > 0 ? load_row_stat(walk.first) : 0.f;
   // dQ of a step leaves in 4 batches of 4 vector reductions a thread: one under the step's dK GEMM,
   // the others at three points of the next step (its start, P^T written, dS^T written), so the load/store unit never
   // holds a whole step's 64 KB of reductions at once (the warps stalled on its queue, and on the reductions' registers,
@@ -190,16 +177,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
     warpgroup_commit_batch();  // dP^T
 
-    if (wtid < 32) shared.lse_log2[parity][32 * w + wtid] = row_stat * float(M_LOG2E);
-    else if (wtid < 64) shared.dsum[parity][32 * w + wtid % 32] = row_stat;
-    if (step + 1 < steps) {
-      BwdStep next = at;
-      walk.advance(next);
-      row_stat = load_row_stat(next);
-    }
-    cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);  // lse and D written
-    const float* lse_log2 = shared.lse_log2[parity];
-    const float* dsum_q = shared.dsum[parity];
+    // lse (log2 units; +inf past the sequence, so P = 0 there) and D of the step's queries: in the
+    // stage, beside Q and dO.
+    const float* lse_log2 = shared.lse_log2[st];
+    const float* dsum_q = shared.dsum[st];
     Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kCols = decltype(size<1>(cS_rc))::value;
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));

@@ -89,18 +89,17 @@ struct BwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> v;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutdSt>> ds;
     alignas(128) float dq[kBlockM * kHeadDim];  // a step's dQ, accumulator order (bwd_kernel.h)
-    float lse_log2[2][2][kBlockM];  // [step parity][consumer warpgroup]: lse (log2 units) and D of a
-    float dsum[2][2][kBlockM];      // step's queries
+    alignas(16) float lse_log2[kStages][kBlockM];  // lse (log2 units) and D of a stage's queries, by
+    alignas(16) float dsum[kStages][kBlockM];      // bulk copy beside its Q and dO
     typename Pipeline::SharedStorage pipeline_q;
     alignas(8) uint64_t barrier_kv;
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static constexpr uint32_t kDqBytes = uint32_t(kBlockM * kHeadDim * sizeof(float));
 
-  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); "dS of both warpgroups
-  // written" by step parity (3, 4); the dQ buffer full (5) and free (6), between the consumer
-  // warpgroup of the step and the dQ writer warp.
-  static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
+  // Named barriers (0 is __syncthreads): "dS of both warpgroups written" by step parity (3, 4); the
+  // dQ buffer full (5) and free (6), between the consumer warpgroup of the step and the dQ writer warp.
+  static constexpr int kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
   static constexpr int kDqSyncThreads = 128 + 32;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
@@ -174,17 +173,17 @@ struct BwdSplitDTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> v;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutPt>> pt;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutPt>> dst;
-    float lse_log2[2][kBlockM];  // [step parity][query]: lse (log2 units) and D of a step's queries
-    float dsum[2][kBlockM];
+    alignas(16) float lse_log2[kStages][kBlockM];  // lse (log2 units) and D of a stage's queries, by
+    alignas(16) float dsum[kStages][kBlockM];      // bulk copy beside its Q and dO
     typename Pipeline::SharedStorage pipeline_q;
     alignas(8) uint64_t barrier_kv;
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
-  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2); P^T of both warpgroups
-  // written (3), dS^T (4); deterministic mode, between consumer warpgroup w and its turn-keeper
-  // warp: the turn is this key block's (5 + 2w), the warpgroup's adds are issued (6 + 2w).
-  static constexpr int kBarrierWarpGroup = 1, kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
+  // Named barriers (0 is __syncthreads): P^T of both warpgroups written (3), dS^T (4); deterministic
+  // mode, between consumer warpgroup w and its turn-keeper warp: the turn is this key block's
+  // (5 + 2w), the warpgroup's adds are issued (6 + 2w).
+  static constexpr int kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
   static constexpr int kTurnSyncThreads = 128 + 32;  // a consumer warpgroup and its turn keeper
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
