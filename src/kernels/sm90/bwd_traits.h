@@ -97,9 +97,10 @@ struct BwdTraits {
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static constexpr uint32_t kDqBytes = uint32_t(kBlockM * kHeadDim * sizeof(float));
 
-  // Named barriers (0 is __syncthreads): "dS of both warpgroups written" by step parity (3, 4); the
-  // dQ buffer full (5) and free (6), between the consumer warpgroup of the step and the dQ writer warp.
-  static constexpr int kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
+  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2; the 128-row kernel only);
+  // "dS of both warpgroups written" by step parity (3, 4); the dQ buffer full (5) and free (6),
+  // between the consumer warpgroup of the step and the dQ writer warp.
+  static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
   static constexpr int kDqSyncThreads = 128 + 32;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
