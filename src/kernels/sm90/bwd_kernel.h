@@ -198,11 +198,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // stage, beside Q and dO.
     const float* lse_log2 = shared.lse_log2[st];
     const float* dsum_q = shared.dsum[st];
-    // The 128-row kernel keeps a warpgroup barrier here: without it compute-sanitizer's racecheck
-    // reports write-after-write hazards on shared.dq between the two warpgroups' dQ turns, though
-    // the DsFull and DqEmpty barriers order those writes (at 64 rows it reports none). It costs
-    // nothing measurable (bench/NOTES.md, session 12), a sanitizer we can trust is worth more.
-    if constexpr (kBlockM == 128) cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);
+    // A warpgroup barrier a step. Nothing here needs it (lse and D came with the stage, and the
+    // DsFull/DqEmpty barriers order the two warpgroups' writes of shared.dq), but without it
+    // compute-sanitizer's racecheck reports write-after-write hazards on shared.dq in every variant
+    // (bench/NOTES.md, session 12), and at d64 it costs nothing measurable.
+    cutlass::arch::NamedBarrier::sync(128, Traits::kBarrierWarpGroup + w);
     Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
     constexpr int kCols = decltype(size<1>(cS_rc))::value;
     Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));

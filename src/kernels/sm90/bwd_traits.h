@@ -97,7 +97,7 @@ struct BwdTraits {
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static constexpr uint32_t kDqBytes = uint32_t(kBlockM * kHeadDim * sizeof(float));
 
-  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2; the 128-row kernel only);
+  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2);
   // "dS of both warpgroups written" by step parity (3, 4); the dQ buffer full (5) and free (6),
   // between the consumer warpgroup of the step and the dQ writer warp.
   static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
