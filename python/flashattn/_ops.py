@@ -1,5 +1,8 @@
 """The torch operators flashattn::fwd and flashattn::bwd (torch.library.custom_op), with fake
-implementations for torch.compile and autograd wired from one to the other."""
+implementations for torch.compile and autograd wired from one to the other; and `attention`, which
+takes them under torch.compile (and for tensor subclasses) and otherwise a torch.autograd.Function
+over the same implementations: custom_op's Python dispatch cost ~50 us a call in eager mode (65 us
+against SDPA's 15-19 us on H100, bench/NOTES.md session 11 step 6), longer than short kernels run."""
 from typing import Optional
 
 import torch
@@ -48,8 +51,7 @@ def _stream(device):
     return torch.cuda.current_stream(device).cuda_stream
 
 
-@torch.library.custom_op("flashattn::fwd", mutates_args=(), device_types="cuda")
-def fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: Optional[torch.Tensor],
+def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: Optional[torch.Tensor],
         cu_seqlens_k: Optional[torch.Tensor], seqused_k: Optional[torch.Tensor], max_seqlen_q: int, max_seqlen_k: int,
         alibi_slopes: Optional[torch.Tensor], philox: Optional[torch.Tensor], dropout_p: float, softmax_scale: float,
         causal: bool, window_left: int, window_right: int, softcap: float,
@@ -63,14 +65,16 @@ def fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: Optiona
     return out, lse
 
 
+fwd = torch.library.custom_op("flashattn::fwd", mutates_args=(), device_types="cuda")(_fwd)
+
+
 @fwd.register_fake
 def _(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox, dropout_p,
       softmax_scale, causal, window_left, window_right, softcap, deterministic):
     return (q.new_empty(q.shape), q.new_empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32))
 
 
-@torch.library.custom_op("flashattn::bwd", mutates_args=(), device_types="cuda")
-def bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
         cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor], seqused_k: Optional[torch.Tensor],
         max_seqlen_q: int, max_seqlen_k: int, alibi_slopes: Optional[torch.Tensor], philox: Optional[torch.Tensor],
         dropout_p: float, softmax_scale: float, causal: bool, window_left: int, window_right: int, softcap: float,
@@ -87,6 +91,9 @@ def bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o
         workspace = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=q.device)
         _C.bwd(*args, workspace.data_ptr(), nbytes, _stream(q.device), _backend)
     return dq, dk, dv
+
+
+bwd = torch.library.custom_op("flashattn::bwd", mutates_args=(), device_types="cuda")(_bwd)
 
 
 @bwd.register_fake
@@ -107,13 +114,41 @@ def _setup_context(ctx, inputs, output):
     ctx.scalars = (max_q, max_k, p, scale, causal, wl, wr, softcap, det)
 
 
-def _backward(ctx, dout, dlse):
+def _backward_by(bwd_fn, ctx, dout):
     q, k, v, out, lse, cu_q, cu_k, used, alibi, philox = ctx.saved_tensors
     max_q, max_k, p, scale, causal, wl, wr, softcap, det = ctx.scalars
     dout = dout.contiguous()  # e.g. the expanded gradient of out.sum()
-    dq, dk, dv = bwd(dout, q, k, v, out, lse, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl, wr,
-                     softcap, det)
+    dq, dk, dv = bwd_fn(dout, q, k, v, out, lse, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl,
+                        wr, softcap, det)
     return (dq, dk, dv) + (None,) * 14
 
 
+def _backward(ctx, dout, dlse):
+    return _backward_by(bwd, ctx, dout)
+
+
 torch.library.register_autograd("flashattn::fwd", _backward, setup_context=_setup_context)
+
+
+class _EagerAttention(torch.autograd.Function):
+    """flashattn::fwd's autograd without the dispatcher: the same implementations, context and
+    gradients (dlse is ignored, as there)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        out, lse = _fwd(*inputs)
+        _setup_context(ctx, inputs, (out, lse))
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        return _backward_by(_bwd, ctx, dout)
+
+
+def attention(q, k, v, *rest):
+    """flashattn::fwd with its autograd: through the dispatcher where torch.compile traces or a
+    tensor subclass (e.g. a FakeTensor) needs it, directly otherwise."""
+    if torch.compiler.is_compiling() or type(q) is not torch.Tensor or type(k) is not torch.Tensor or \
+            type(v) is not torch.Tensor:
+        return fwd(q, k, v, *rest)
+    return _EagerAttention.apply(q, k, v, *rest)

@@ -102,6 +102,39 @@ def gemm_and_copy(reps):
     return round(gemm, 1), round(copy, 2)
 
 
+def host_us_per_call(peers, calls=2000):
+    """Host time of one forward call on a tiny shape (the GPU waits on the host): where it exceeds a
+    kernel's run time, CUDA events around that call time the host. Ours, and each SDPA peer's."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    import flashattn
+
+    q, k, v = (torch.randn(1, 128, 2, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+
+    def per_call(fn):
+        for _ in range(50):
+            fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        return round((time.perf_counter() - t) / calls * 1e6, 1)
+
+    out = {"flashattn": per_call(lambda: flashattn.flash_attn_func(q, k, v, causal=True))}
+    qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+    for name in peers:
+        if name in ("torch-fa2", "cudnn"):
+            try:
+                with sdpa_kernel(getattr(SDPBackend, PEERS[name])):
+                    out[name] = per_call(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True))
+            except RuntimeError:  # the backend does not take this shape here
+                pass
+    return out
+
+
 def run_point(args, d, causal, s, passes, peers):
     import torch
     import torch.nn.functional as F
@@ -249,7 +282,8 @@ def main(argv=None):
     _ops.set_backend(args.backend)
     gemm, copy = gemm_and_copy(args.reps)
     results = dict(card=card, torch=torch.__version__, cudnn=torch.backends.cudnn.version(), commit=commit,
-                   dtype=args.dtype, gemm_bf16_tflops=gemm, copy_tbs=copy, rows=[])
+                   dtype=args.dtype, gemm_bf16_tflops=gemm, copy_tbs=copy, host_us_per_call=host_us_per_call(peers),
+                   rows=[])
     points = [(d, c, s) for d in headdims for c in causals for s in seqlens]
     t0 = time.time()
     for i, (d, c, s) in enumerate(points):
@@ -263,7 +297,8 @@ def main(argv=None):
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"{card}, torch {torch.__version__}, cuDNN {results['cudnn']}; bf16 GEMM 8192^3 {gemm} TFLOP/s, "
-          f"copy {copy} TB/s (same run)")
+          f"copy {copy} TB/s (same run); host time a call (tiny shape, inputs with grad): "
+          + ", ".join(f"{k} {v} us" for k, v in results["host_us_per_call"].items()))
     print(table(results["rows"], peers))
     print(f"wrote {out}")
     if not args.no_plot:

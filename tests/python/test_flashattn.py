@@ -197,6 +197,20 @@ def test_deterministic_backward_bitwise():
         assert all(torch.equal(x, y) for x, y in zip(first, again))
 
 
+def test_eager_path_equals_dispatcher_op():
+    # interface.py calls _ops.attention, which bypasses the dispatcher in eager mode: the same
+    # kernels, so the same bits as flashattn::fwd and its registered autograd.
+    q, k, v = rand(2, 300, 8, 128), rand(2, 333, 2, 128), rand(2, 333, 2, 128)
+    g = torch.randn_like(q)
+    args = (None, None, None, 0, 0, None, None, 0.0, 1.0 / math.sqrt(128), True, -1, -1, 0.0, False)
+    eager, lse_eager = _ops.attention(q, k, v, *args)
+    op, lse_op = _ops.fwd(q, k, v, *args)
+    assert torch.equal(eager, op) and torch.equal(lse_eager, lse_op)
+    grads_eager = torch.autograd.grad(eager, (q, k, v), g)
+    grads_op = torch.autograd.grad(op, (q, k, v), g)
+    assert all(torch.equal(a, b) for a, b in zip(grads_eager, grads_op))
+
+
 def test_torch_compile_fullgraph():
     q, k, v = rand(2, 200, 4, 64), rand(2, 200, 4, 64), rand(2, 200, 4, 64)
 
