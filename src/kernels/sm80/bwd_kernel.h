@@ -198,6 +198,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     // lse (in log2 units) and D of this thread's rows, from the pre-process (rows past the sequence:
     // lse = +inf, so P = 0, and D = 0).
     float lse_log2[kRows], d_row[kRows];
+    static_assert(kStatRowAlign % kBlockM == 0, "a block's rows lie inside its sequence's padded rows");
     const int64_t stat0 = stat_row0(p, ws, b, si.q_row0, h);
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {

@@ -184,13 +184,14 @@ __device__ __forceinline__ BwdTmaShape bwd_tma_shape(const Problem& p, int b) {
 }
 
 // The producer thread's loads, one ring stage a step, in the order of `walk`: Q and dO by TMA, the
-// step's lse and D by bulk copy (16-byte aligned runs: stat_row0 and kBlockM are multiples of 4).
+// step's lse and D by bulk copy (16-byte aligned runs inside the sequence's padded rows).
 template <typename Traits, typename Pipeline, typename SmemQ, typename Shared>
 __device__ __forceinline__ void load_q_dout(const BwdKernelParams<Traits>& params, Pipeline& pipeline_q,
                                             const SmemQ& sQ, const SmemQ& sdO, Shared& shared, int b,
                                             const SeqInfo& si, const BwdTmaShape& t, const BwdSteps& walk) {
   constexpr int kBlockM = Traits::kBlockM, kHeadDim = Traits::kHeadDim;
-  static_assert(kBlockM % 4 == 0 && sm80::kStatRowAlign % 4 == 0);
+  static_assert(sm80::kStatRowAlign % kBlockM == 0 && kBlockM % 4 == 0,
+                "a step's rows: one 16-byte aligned run inside its sequence's padded rows (stat_row0)");
   const Problem& p = params.call.problem;
   const char* workspace = static_cast<const char*>(params.call.workspace);
   const float* lse_log2 = reinterpret_cast<const float*>(workspace + params.ws.lse_log2);

@@ -43,7 +43,6 @@ struct BwdTraits {
   static constexpr int kKeysPerGroup = 64; // keys per consumer warpgroup
   static constexpr int kStages = 2;        // Q/dO ring
   static constexpr int kConsumerThreads = 256;
-  static_assert(kBlockM == 64 || kBlockM == 128, "a step's lse and D: one or two values a consumer thread");
   static constexpr int kThreads = 128 + kConsumerThreads;
   static_assert(kHeadDim % 64 == 0, "rows of whole 128-byte swizzle atoms (64 elements)");
 
