@@ -66,12 +66,12 @@ void check_layouts() {
         if (c > 0) EXPECT_GT(get<1>(cO_rc(r, c)), get<1>(cO_rc(r, c - 1))) << "thread " << t << " col " << c;
       }
     // The TMA-store epilogue partitions a warpgroup's O with the one-warpgroup TiledMmaOHalf: each
-    // value is where TiledMmaO has it, 64 rows down for the second warpgroup.
+    // value is where TiledMmaO has it, 64 rows down for each warpgroup after the first.
     Tensor cOh = typename Traits::TiledMmaOHalf{}.get_thread_slice(t % 128).partition_C(
-        make_identity_tensor(Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}));
+        make_identity_tensor(Shape<_64, Int<kHeadDim>>{}));
     ASSERT_EQ(int(size(cOh)), int(size(cO)));
     for (int i = 0; i < size(cO); ++i) {
-      EXPECT_EQ(get<0>(cOh(i)) + kBlockM / 2 * (t / 128), get<0>(cO(i))) << "thread " << t << " value " << i;
+      EXPECT_EQ(get<0>(cOh(i)) + 64 * (t / 128), get<0>(cO(i))) << "thread " << t << " value " << i;
       EXPECT_EQ(get<1>(cOh(i)), get<1>(cO(i))) << "thread " << t << " value " << i;
     }
     // The four threads of a quad (the softmax's shuffles) share each row.
@@ -98,6 +98,7 @@ TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTile<cutlass::half_t, 96>::t
 TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTile<cutlass::bfloat16_t, 128>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTile<cutlass::bfloat16_t, 192>::type>(); }
 TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTile<cutlass::half_t, 256>::type>(); }
+TEST(Sm90Layouts, Bf16HeadDim64ThreeConsumers) { check_layouts<FwdTraits<cutlass::bfloat16_t, 64, 128, 3, 2, true, 3>>(); }
 TEST(Sm90Layouts, Bf16HeadDim256ShortKeys) { check_layouts<FwdTile<cutlass::bfloat16_t, 256>::short_keys>(); }
 
 }  // namespace

@@ -209,6 +209,14 @@ def test_eager_path_equals_dispatcher_op():
     grads_eager = torch.autograd.grad(eager, (q, k, v), g)
     grads_op = torch.autograd.grad(op, (q, k, v), g)
     assert all(torch.equal(a, b) for a, b in zip(grads_eager, grads_op))
+    # Without autograd (grad mode off; inputs that require no grad) the forward alone: same bits,
+    # and outputs that require no grad.
+    with torch.no_grad():
+        plain, lse_plain = _ops.attention(q, k, v, *args)
+    assert torch.equal(plain, op) and torch.equal(lse_plain, lse_op) and not plain.requires_grad
+    q2, k2, v2 = (x.detach() for x in (q, k, v))
+    plain, lse_plain = _ops.attention(q2, k2, v2, *args)
+    assert torch.equal(plain, op) and torch.equal(lse_plain, lse_op) and not plain.requires_grad
 
 
 def test_torch_compile_fullgraph():

@@ -1,10 +1,11 @@
 // Hopper forward (sm90a), warp-specialized: warpgroup 0 (after giving up most of its registers)
 // loads Q once and K/V tiles through a kStages-deep shared-memory ring with TMA, completing on
-// mbarriers; warpgroups 1 and 2 (with the registers) run wgmma for S = Q K^T and O += P V, the
-// online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1; FlashAttention-3's producer /
-// consumer split). Every forward feature (softcap/ALiBi and dropout as compile-time variants).
-// Inside a consumer warpgroup, S of the next key block runs under this block's softmax and P V
-// (d <= 128), and the two consumer warpgroups take turns with the tensor cores (ping-pong). The
+// mbarriers; the consumer warpgroups 1 .. kConsumers (with the registers) run wgmma for S = Q K^T
+// and O += P V, the online softmax of FlashAttention-2 in between (Dao 2023, Alg. 1;
+// FlashAttention-3's producer / consumer split). Every forward feature (softcap/ALiBi and dropout as
+// compile-time variants). Inside a consumer warpgroup, S of the next key block runs under this
+// block's softmax and P V (d <= 128), and the consumer warpgroups take turns with the tensor cores
+// (ping-pong, in a ring). The
 // CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the kTmaStore variant (d64, d128,
 // no varlen, no dropout/softcap/ALiBi, out aligned) O goes through shared memory and out with a TMA
 // store per warpgroup; elsewhere from registers, two columns a store.
@@ -200,9 +201,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     return;
   }
 
-  // Consumers: warpgroups 1 and 2, 64 query rows each. Named barriers (0 is __syncthreads): 1 and 2
-  // the ping-pong turns, 3 and 4 a warpgroup's O in shared memory (the epilogue).
-  constexpr int kBarrierO = 3;
+  // Consumers: warpgroups 1 .. kConsumers, 64 query rows each. Named barriers (0 is __syncthreads):
+  // 1 .. kConsumers the ping-pong turns, the next kConsumers a warpgroup's O in shared memory (the
+  // epilogue).
+  constexpr int kConsumers = Traits::kConsumers;
+  constexpr int kBarrierO = 1 + kConsumers;
   consumer_registers<Traits>();
   const int tid = threadIdx.x - 128;
   typename Traits::TiledMmaS mma_s;
@@ -301,14 +304,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // The first key block alone; then, per block, S of the next block is issued before the softmax
       // of this one finishes and runs on the tensor cores under it and under O += P V of this block
       // (FlashAttention-3's intra-warpgroup overlap). Key blocks run from the last (masked ones first).
-      // Ping-pong: the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and 2;
-      // 0 is __syncthreads), so one's softmax runs while the other's GEMMs hold the tensor cores. Both
-      // take the same number of turns; consumer 1 lets consumer 0 go first and skips its last pass, so
-      // every barrier ends complete.
+      // Ping-pong: the consumer warpgroups take turns issuing their GEMMs, in a ring (consumer c waits
+      // on named barrier 1 + c, which its predecessor arrives on), so one's softmax runs while the
+      // others' GEMMs hold the tensor cores. All take the same number of turns; the last consumer
+      // lets consumer 0 go first and skips its last pass, so every barrier ends complete.
       const int consumer = warp_group - 1;
+      constexpr int kLast = kConsumers - 1;
       auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
-      auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (1 - consumer)); };
-      if (consumer == 1) turn_pass();
+      auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
+      if (consumer == kLast) turn_pass();
       {
         AccS acc_s;
         pipeline_k.consumer_wait(state);
@@ -350,7 +354,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       pipeline_v.consumer_wait(state);
       turn_wait();
       issue_o(state.index());
-      if (consumer == 0) turn_pass();
+      if (consumer != kLast) turn_pass();
       warpgroup_wait<0>();
       warpgroup_fence_operand(acc_o);
       pipeline_v.consumer_release(state);
@@ -363,7 +367,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor cO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
     if constexpr (kTmaStore) {
       static_assert(Traits::kTmaStoreO, "no shared memory for O in this tile");
-      const int half = warp_group - 1;  // this warpgroup's 64 rows
+      const int consumer = warp_group - 1;  // this warpgroup's 64 rows of O
       sm80::store_lse(call, si, b, h, m0, tid, cO_rc, lse);
       Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
       auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, typename Traits::TiledMmaOHalf{});
@@ -371,17 +375,17 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Tensor rO = cute::make_tensor<Element>(acc_o.layout());
       CUTE_UNROLL
       for (int i = 0; i < size(acc_o); ++i) rO(i) = Element(acc_o(i));
-      // The last tile's store has read this half of sO (only its issuing thread can tell).
+      // The last tile's store has read this warpgroup's part of sO (only its issuing thread can tell).
       if (thread_in_group == 0) tma_store_wait<0>();
-      cutlass::arch::NamedBarrier::sync(128, kBarrierO + half);
-      copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, half)));
+      cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+      copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, consumer)));
       cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
-      cutlass::arch::NamedBarrier::sync(128, kBarrierO + half);
+      cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
       if (thread_in_group == 0) {
         // No varlen here: rows past seqlen_q fall outside the TMA box and are not written.
         Tensor mO = params.tma_o.get_tma_tensor(make_shape(p.seqlen_q, int32_t(p.head_dim), p.nheads, p.batch));
-        Tensor gO = local_tile(mO(_, _, h, b), Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}, make_coord(2 * m_block + half, _0{}));
-        auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, half)),
+        Tensor gO = local_tile(mO(_, _, h, b), Shape<_64, Int<kHeadDim>>{}, make_coord(kConsumers * m_block + consumer, _0{}));
+        auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, consumer)),
                                           group_modes<0, 2>(gO));
         copy(params.tma_o, tOsO, tOgO);
         tma_store_arrive();

@@ -93,7 +93,7 @@ Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
       make_tma_copy(SM90_TMA_STORE{},
                     tma_view<Element>(p, kTmaStore ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
                                       kTmaStore ? call.out_stride : p.q_stride),
-                    take<0, 2>(typename Traits::SmemLayoutO{}), Shape<Int<Traits::kBlockM / 2>, Int<kHeadDim>>{}, _1{}),
+                    take<0, 2>(typename Traits::SmemLayoutO{}), Shape<_64, Int<kHeadDim>>{}, _1{}),
       (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
       0};
   params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow

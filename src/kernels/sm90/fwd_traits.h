@@ -1,7 +1,7 @@
 // Tiles, shared-memory layouts, TMA and wgmma types of the Hopper forward (sm90a).
-// A CTA is three warpgroups: warpgroup 0 loads (TMA), warpgroups 1 and 2 each own 64 of the
-// kBlockM = 128 query rows and run S = Q K^T (wgmma, both operands in shared memory) and
-// O += P V (wgmma, P from registers).
+// A CTA is a producer warpgroup (0: TMA loads) and kConsumers consumer warpgroups (two or three),
+// each owning 64 of the kBlockM = 64 x kConsumers query rows and running S = Q K^T (wgmma, both
+// operands in shared memory) and O += P V (wgmma, P from registers).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -16,11 +16,16 @@ namespace flashattn::sm90 {
 using namespace cute;
 using cute::Tensor;
 
-template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, int kQStages_ = 1, bool kOverlap_ = true>
+template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, int kQStages_ = 1, bool kOverlap_ = true,
+          int kConsumers_ = 2>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
+  // Consumer warpgroups: three give each one's softmax two others' GEMMs to hide under (ping-pong
+  // in a ring), at 160 registers a thread instead of 240 (register_split.h).
+  static constexpr int kConsumers = kConsumers_;
+  static_assert(kConsumers == 2 || kConsumers == 3, "two or three consumer warpgroups");
+  static constexpr int kBlockM = 64 * kConsumers;  // 64 rows a consumer warpgroup
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
   // Q buffers: with two, the next tile's Q loads while this tile still reads its own.
@@ -31,13 +36,13 @@ struct FwdTraits {
   // softcap/ALiBi, ptxas -v). kOverlap_ = false: none (tiles for short rows, where the first and
   // last blocks, which run alone, are a large part of the row).
   static constexpr bool overlaps(bool plain) { return kOverlap_ && (kHeadDim <= 128 || plain); }
-  static constexpr int kConsumerThreads = 256;
+  static constexpr int kConsumerThreads = 128 * kConsumers;
   static constexpr int kThreads = 128 + kConsumerThreads;
   static_assert(kHeadDim % 32 == 0, "rows of whole 64-byte swizzle atoms (32 elements)");
 
   using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;  // S = Q K^T: (M, N, K = d)
   using TileShapeO = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;  // O = P V: (M, N = d, K = keys)
-  using WarpgroupsAlongM = Layout<Shape<_2, _1, _1>>;
+  using WarpgroupsAlongM = Layout<Shape<Int<kConsumers>, _1, _1>>;
   using TiledMmaS =
       decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kBlockN>, Int<kHeadDim>>>(),
                               WarpgroupsAlongM{}));
@@ -76,10 +81,10 @@ struct FwdTraits {
   // from 4k. d96 unmeasured; d192 and d256 have no shared memory left for O. Elsewhere, and for rows
   // a TMA box cannot bound (varlen), O goes out from registers (store_tile).
   static constexpr bool kTmaStoreO = kHeadDim == 128 || kHeadDim == 64;
-  using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockM / 2>, Int<kHeadDim>, _2>{}));
+  using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
   using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
-                                      Shape<Int<kBlockM / 2>, Int<kHeadDim>>{}, _1{}));
+                                      Shape<_64, Int<kHeadDim>>{}, _1{}));
   // One consumer warpgroup's O accumulator (the same per-thread layout as in TiledMmaO), for the
   // stmatrix partition of its half of O.
   using TiledMmaOHalf = decltype(make_tiled_mma(
