@@ -14,18 +14,20 @@
 
 namespace flashattn::sm90 {
 
-// kBlockN, K/V stages and Q buffers per head dim (kBlockM is 128), within 227 KB of shared memory
-// and the consumers' 240 registers. Measured (bench/NOTES.md): at d128, 176-key blocks lost 28% to
+// kBlockN, K/V stages, Q buffers and consumer warpgroups per head dim (kBlockM is 64 a consumer:
+// 128 with two, 192 with three), within 227 KB of shared memory and the consumers' 240 registers
+// (160 with three). Measured (bench/NOTES.md): at d128, 176-key blocks lost 28% to
 // 128 (session 3); two Q buffers with two K/V stages beat one Q with three by 0-2.5% (session 5);
 // at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-26% from 8k and
 // 3-5% at 2k, and lose 8-12% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
 // d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
 // Tiles by the keys a query row sees on average (mean_keys_per_row: under the causal mask about
 // half of seqlen_k), for the variant without dropout, softcap or ALiBi (void: none):
-// `long_keys` from kLongFrom keys, with the TMA store only. At d64, 192-key blocks against 128
-//   (session 11, H100): +2% at 2k and +9% at 3k non-causal, +6-7% at 8k, and -2 to -13% where a row
-//   sees 512-1.5k keys (the last block pads up to a third); the feature variants spilled at 192,
-//   and with a transform ptxas serialized the wgmmas (C7514).
+// `long_keys` from kLongFrom keys, with the TMA store only. At d64, three consumer warpgroups (192
+//   query rows, 128-key blocks) against two with 192-key blocks (session 13, H100): +4% at 2k, +14%
+//   at 4k, +6-7% at 8k-16k non-causal, +5-7% causal 4k-16k (each softmax hides under two other
+//   warpgroups' GEMMs); the feature variants spill at 160 registers. (Session 11: 192-key blocks
+//   with two had beaten 128 from 2k, and lost 2-13% where a row sees 512-1.5k keys.)
 // `short_keys` up to kShortUpTo keys (session 11, H100). At d256, 64-key blocks one at a time
 //   against the 80-key overlap: +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k. At
 //   d64, the 128-key tile without the overlap: +6% at 512 and 1k, +2-6% causal 512-2k; at d128 the
@@ -42,7 +44,7 @@ template <typename Element, int kHeadDim>
 struct FwdTile;
 template <typename E>
 struct FwdTile<E, 64> : OneFwdTile<FwdTraits<E, 64, 128, 3, 2>> {
-  using long_keys = FwdTraits<E, 64, 192, 2, 2>;
+  using long_keys = FwdTraits<E, 64, 128, 3, 2, true, 3>;
   static constexpr int kLongFrom = 2048;
   using short_keys = FwdTraits<E, 64, 128, 3, 2, false>;
   static constexpr int kShortUpTo = 1024;
