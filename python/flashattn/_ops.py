@@ -147,8 +147,11 @@ class _EagerAttention(torch.autograd.Function):
 
 def attention(q, k, v, *rest):
     """flashattn::fwd with its autograd: through the dispatcher where torch.compile traces or a
-    tensor subclass (e.g. a FakeTensor) needs it, directly otherwise."""
+    tensor subclass (e.g. a FakeTensor) needs it; otherwise directly, and where no gradient can flow
+    (grad mode off, or no input requires one: inference) without autograd.Function's ~25 us a call."""
     if torch.compiler.is_compiling() or type(q) is not torch.Tensor or type(k) is not torch.Tensor or \
             type(v) is not torch.Tensor:
         return fwd(q, k, v, *rest)
-    return _EagerAttention.apply(q, k, v, *rest)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _EagerAttention.apply(q, k, v, *rest)
+    return _fwd(q, k, v, *rest)

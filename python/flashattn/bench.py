@@ -104,7 +104,8 @@ def gemm_and_copy(reps):
 
 def host_us_per_call(peers, calls=2000):
     """Host time of one forward call on a tiny shape (the GPU waits on the host): where it exceeds a
-    kernel's run time, CUDA events around that call time the host. Ours, and each SDPA peer's."""
+    kernel's run time, CUDA events around that call time the host. Ours, and each SDPA peer's, on
+    inputs that require grad (training) and under torch.no_grad() (inference: "... no grad")."""
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -123,13 +124,19 @@ def host_us_per_call(peers, calls=2000):
         torch.cuda.synchronize()
         return round((time.perf_counter() - t) / calls * 1e6, 1)
 
-    out = {"flashattn": per_call(lambda: flashattn.flash_attn_func(q, k, v, causal=True))}
+    def both(name, fn):
+        out[name] = per_call(fn)
+        with torch.no_grad():
+            out[name + " no grad"] = per_call(fn)
+
+    out = {}
+    both("flashattn", lambda: flashattn.flash_attn_func(q, k, v, causal=True))
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
     for name in peers:
         if name in ("torch-fa2", "cudnn"):
             try:
                 with sdpa_kernel(getattr(SDPBackend, PEERS[name])):
-                    out[name] = per_call(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True))
+                    both(name, lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True))
             except RuntimeError:  # the backend does not take this shape here
                 pass
     return out
@@ -297,7 +304,7 @@ def main(argv=None):
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"{card}, torch {torch.__version__}, cuDNN {results['cudnn']}; bf16 GEMM 8192^3 {gemm} TFLOP/s, "
-          f"copy {copy} TB/s (same run); host time a call (tiny shape, inputs with grad): "
+          f"copy {copy} TB/s (same run); host time a call (tiny shape; inputs with grad, and under no_grad): "
           + ", ".join(f"{k} {v} us" for k, v in results["host_us_per_call"].items()))
     print(table(results["rows"], peers))
     print(f"wrote {out}")
