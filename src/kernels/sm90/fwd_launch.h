@@ -27,9 +27,8 @@ namespace flashattn::sm90 {
 //   query rows, 128-key blocks) against two with 192-key blocks (session 13, H100): +4% at 2k, +14%
 //   at 4k, +6-7% at 8k-16k non-causal, +5-7% causal 4k-16k (each softmax hides under two other
 //   warpgroups' GEMMs). Against two with 128-key blocks: +19% at 1.5k and +13% causal 3k (rows of
-//   1.5k keys, whole 192-row tiles), +4% causal 1.5k, +1% at 1k, -17% / -10% causal 1k / 2k (rows
-//   of 512 / 1k keys; 2k is 10.7 tiles of 192 rows): the short-row tile keeps rows up to 1k keys.
-//   The feature variants spill at 160 registers.
+//   1.5k keys, whole 192-row tiles); -3% at 1.25k, -9% causal 2k (rows of 1k keys; 2k is 10.7
+//   tiles of 192 rows), -17% causal 1k. The feature variants spill at 160 registers.
 //   (Session 11: 192-key blocks with two had beaten 128 from 2k.)
 // `short_keys` up to kShortUpTo keys (session 11, H100). At d256, 64-key blocks one at a time
 //   against the 80-key overlap: +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k. At
@@ -48,7 +47,7 @@ struct FwdTile;
 template <typename E>
 struct FwdTile<E, 64> : OneFwdTile<FwdTraits<E, 64, 128, 3, 2>> {
   using long_keys = FwdTraits<E, 64, 128, 3, 2, true, 3>;
-  static constexpr int kLongFrom = 1025;  // every plain call the short-row tile does not take
+  static constexpr int kLongFrom = 1536;
   using short_keys = FwdTraits<E, 64, 128, 3, 2, false>;
   static constexpr int kShortUpTo = 1024;
 };
