@@ -5,10 +5,10 @@
 // FlashAttention-3's producer / consumer split). Every forward feature (softcap/ALiBi and dropout as
 // compile-time variants). Inside a consumer warpgroup, S of the next key block runs under this
 // block's softmax and P V (d <= 128), and the consumer warpgroups take turns with the tensor cores
-// (ping-pong, in a ring). The
-// CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the kTmaStore variant (d64, d128,
-// no varlen, no dropout/softcap/ALiBi, out aligned) O goes through shared memory and out with a TMA
-// store per warpgroup; elsewhere from registers, two columns a store.
+// (ping-pong, in a ring). The CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the
+// kTmaStore variant (d64, d128, no varlen, no dropout/softcap/ALiBi, out aligned) O goes through
+// shared memory and out with a TMA store per warpgroup; elsewhere from registers, two columns a
+// store.
 #pragma once
 
 #include <cutlass/arch/barrier.h>
