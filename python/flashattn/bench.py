@@ -124,12 +124,13 @@ def host_us_per_call(peers, calls=2000):
         torch.cuda.synchronize()
         return round((time.perf_counter() - t) / calls * 1e6, 1)
 
+    out = {}
+
     def both(name, fn):
         out[name] = per_call(fn)
         with torch.no_grad():
             out[name + " no grad"] = per_call(fn)
 
-    out = {}
     both("flashattn", lambda: flashattn.flash_attn_func(q, k, v, causal=True))
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
     for name in peers:

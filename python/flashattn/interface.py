@@ -56,8 +56,8 @@ def _attention(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max
         softmax_scale = 1.0 / math.sqrt(q.shape[-1])
     wl, wr = _window(window_size)
     out, lse = _ops.attention(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, int(max_seqlen_q), int(max_seqlen_k),
-                        alibi_slopes, _philox(dropout_p, q.device), float(dropout_p), float(softmax_scale),
-                        bool(causal), wl, wr, float(softcap), bool(deterministic))
+                              alibi_slopes, _philox(dropout_p, q.device), float(dropout_p), float(softmax_scale),
+                              bool(causal), wl, wr, float(softcap), bool(deterministic))
     return (out, lse, None) if return_attn_probs else out
 
 

@@ -213,13 +213,12 @@ __device__ __forceinline__ void load_q_dout(const BwdKernelParams<Traits>& param
         tma_partition(params.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ(_, _, st)), group_modes<0, 2>(gQ));
     auto [tdOgdO, tdOsdO] =
         tma_partition(params.tma_do, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO(_, _, st)), group_modes<0, 2>(gdO));
-    copy(params.tma_q.with(*pipeline_q.producer_get_barrier(state)), tQgQ, tQsQ);
-    copy(params.tma_do.with(*pipeline_q.producer_get_barrier(state)), tdOgdO, tdOsdO);
+    auto* barrier = pipeline_q.producer_get_barrier(state);
+    copy(params.tma_q.with(*barrier), tQgQ, tQsQ);
+    copy(params.tma_do.with(*barrier), tdOgdO, tdOsdO);
     const int64_t stat = sm80::stat_row0(p, params.ws, b, si.q_row0, h) + int64_t(at.m_block) * kBlockM;
-    cute::SM90_BULK_COPY_G2S::copy(lse_log2 + stat, pipeline_q.producer_get_barrier(state), shared.lse_log2[st],
-                             kBlockM * sizeof(float));
-    cute::SM90_BULK_COPY_G2S::copy(dsum + stat, pipeline_q.producer_get_barrier(state), shared.dsum[st],
-                             kBlockM * sizeof(float));
+    cute::SM90_BULK_COPY_G2S::copy(lse_log2 + stat, barrier, shared.lse_log2[st], kBlockM * sizeof(float));
+    cute::SM90_BULK_COPY_G2S::copy(dsum + stat, barrier, shared.dsum[st], kBlockM * sizeof(float));
     ++state;
   }
 }

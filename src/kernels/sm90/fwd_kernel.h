@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr int kConsumers = Traits::kConsumers;
   constexpr int kBarrierO = 1 + kConsumers;
   consumer_registers<Traits>();
-  const int tid = threadIdx.x - 128;
+  const int tid = threadIdx.x - 128, consumer = warp_group - 1;  // consumer: its 64 rows of the tile
   typename Traits::TiledMmaS mma_s;
   typename Traits::TiledMmaO mma_o;
   auto thr_s = mma_s.get_thread_slice(tid);
@@ -308,7 +308,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // on named barrier 1 + c, which its predecessor arrives on), so one's softmax runs while the
       // others' GEMMs hold the tensor cores. All take the same number of turns; the last consumer
       // lets consumer 0 go first and skips its last pass, so every barrier ends complete.
-      const int consumer = warp_group - 1;
       constexpr int kLast = kConsumers - 1;
       auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
       auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
@@ -367,7 +366,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor cO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
     if constexpr (kTmaStore) {
       static_assert(Traits::kTmaStoreO, "no shared memory for O in this tile");
-      const int consumer = warp_group - 1;  // this warpgroup's 64 rows of O
       sm80::store_lse(call, si, b, h, m0, tid, cO_rc, lse);
       Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
       auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, typename Traits::TiledMmaOHalf{});
