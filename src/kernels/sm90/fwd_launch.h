@@ -149,11 +149,11 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   if constexpr (!std::is_void_v<Short>)
     if (keys_per_row <= Tile::kShortUpTo && (tma_store || !Short::kTmaStoreO))
       return launch_fwd<Short, false, false, Short::kTmaStoreO>(call, stream);
-  // The long-key tile comes with the TMA store only (so never with varlen, whose seqlen_k is the
-  // longest sequence's: the others would pay the padding).
-  if constexpr (!std::is_void_v<typename Tile::long_keys>)
-    if (tma_store && keys_per_row >= Tile::kLongFrom)
-      return launch_fwd<typename Tile::long_keys, false, false, true>(call, stream);
+  // The long-key tile only where the call allows the TMA store (so never with varlen, whose
+  // seqlen_k is the longest sequence's: the others would pay the padding), with it where it has one.
+  using Long = typename Tile::long_keys;
+  if constexpr (!std::is_void_v<Long>)
+    if (tma_store && keys_per_row >= Tile::kLongFrom) return launch_fwd<Long, false, false, Long::kTmaStoreO>(call, stream);
   if constexpr (Traits::kTmaStoreO)
     if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
   return launch_fwd<Traits, false, false, false>(call, stream);

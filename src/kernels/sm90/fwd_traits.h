@@ -78,10 +78,14 @@ struct FwdTraits {
   // The epilogue: each consumer warpgroup puts its 64 rows of O in shared memory (stmatrix) and one
   // thread stores them with TMA, in a kernel variant of its own (fwd_kernel.h). Measured on H100
   // (bench/NOTES.md, session 6): d128 +1-3% at 512-8k, +6-10% at 16k; d64 +4-6% at 512-1k, flat
-  // from 4k. d96 unmeasured; d192 and d256 have no shared memory left for O. Elsewhere, and for rows
+  // from 4k. d96 unmeasured; d192 and d256 have no shared memory left for O, nor have tiles whose
+  // Q and K/V stages fill it. Elsewhere, and for rows
   // a TMA box cannot bound (varlen), O goes out from registers (store_tile).
-  static constexpr bool kTmaStoreO = kHeadDim == 128 || kHeadDim == 64;
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
+  static constexpr int kSmemBytesQKV =
+      int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
+  static constexpr bool kTmaStoreO = (kHeadDim == 128 || kHeadDim == 64) &&
+                                     kSmemBytesQKV + int(cosize_v<SmemLayoutO> * sizeof(Element)) <= 227 * 1024;
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
   using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
                                       Shape<_64, Int<kHeadDim>>{}, _1{}));
