@@ -44,6 +44,71 @@ __device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, in
   }
 }
 
+// store_tile for an accumulator whose rows hold their 8-column blocks in order (the wgmma layout:
+// column 2j + e of a row is 8j + 2q + e, q = lane % 4), in stores of 4 << kStages bytes instead of
+// 4, so that a warp's store writes whole 32-byte sectors (from kStages = 1) rather than half ones:
+// the four threads of a quad transpose their 4-byte column pairs in kStages butterfly steps
+// (shfl.xor 1, then 2). After step 1 a thread holds 4 neighbouring columns of one block; after step
+// 2, the whole block 4g + q of each group g of four. Every lane of the warp must call it (the
+// shuffles); rows past rows_left are not stored. Element by element where the destination is not
+// aligned for the wide stores or the tile is wider than cols_left.
+template <int kStages, typename Element, typename AccRC, typename CoordRC>
+__device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_stride, int rows_left, int cols_left,
+                                                AccRC const& acc_rc, CoordRC const& coord_rc) {
+  static_assert(sizeof(Element) == 2 && (kStages == 1 || kStages == 2));
+  constexpr int kRows = decltype(cute::size<0>(acc_rc))::value, kCols = decltype(cute::size<1>(acc_rc))::value;
+  constexpr int kWords = 1 << kStages;  // 32-bit words a store
+  static_assert(kCols % (2 * kWords) == 0, "whole groups of 8-column blocks");
+  // The last column any thread of the quad holds: the same for every quad of the warp.
+  const int quad_last_col = cute::get<1>(coord_rc(0, kCols - 1)) | 7;
+  const bool wide = reinterpret_cast<uintptr_t>(tile) % (4 * kWords) == 0 && row_stride % (2 * kWords) == 0 &&
+                    quad_last_col < cols_left;
+  const int q = threadIdx.x % 4;
+  CUTE_UNROLL
+  for (int r = 0; r < kRows; ++r) {
+    const int row = cute::get<0>(coord_rc(r, 0));
+    Element* row_ptr = tile + int64_t(row) * row_stride;
+    CUTE_UNROLL
+    for (int g = 0; g < kCols / (2 * kWords); ++g) {
+      uint32_t w[kWords];  // w[k]: columns 2k, 2k + 1 of the thread's pair of block kWords g + k
+      CUTE_UNROLL
+      for (int k = 0; k < kWords; ++k) {
+        const int c = 2 * (kWords * g + k);
+        w[k] = uint32_t(Element(acc_rc(r, c)).raw()) | uint32_t(Element(acc_rc(r, c + 1)).raw()) << 16;
+      }
+      // Step s pairs word k with word k ^ s across lanes q and q ^ s: the thread keeps the word
+      // whose bit s matches its own and swaps the other with its partner.
+      CUTE_UNROLL
+      for (int s = 1; s < kWords; s *= 2) {
+        const bool upper = q & s;
+        CUTE_UNROLL
+        for (int k = 0; k < kWords; ++k) {
+          if (k & s) continue;
+          const uint32_t send = upper ? w[k] : w[k + s];
+          const uint32_t got = __shfl_xor_sync(0xffffffffu, send, s);
+          w[k] = upper ? got : w[k];
+          w[k + s] = upper ? w[k + s] : got;
+        }
+      }
+      if (row >= rows_left) continue;
+      // This thread's 2 kWords columns: from the group's first, block q (two steps) or, after one
+      // step, block q % 2 at columns 4 (q / 2).
+      const int col0 = cute::get<1>(coord_rc(r, 2 * kWords * g)) - 2 * q;
+      const int col = kStages == 2 ? col0 + 8 * q : col0 + 8 * (q % 2) + 4 * (q / 2);
+      if (wide) {
+        if constexpr (kStages == 2)
+          *reinterpret_cast<uint4*>(row_ptr + col) = make_uint4(w[0], w[1], w[2], w[3]);
+        else
+          *reinterpret_cast<uint2*>(row_ptr + col) = make_uint2(w[0], w[1]);
+      } else {  // element by element (rare: an unaligned or narrower destination)
+        CUTE_UNROLL
+        for (int e = 0; e < 2 * kWords; ++e)
+          if (col + e < cols_left) row_ptr[col + e] = Element::bitcast(uint16_t(w[e / 2] >> (e % 2 * 16)));
+      }
+    }
+  }
+}
+
 // The backward's epilogue: dK (times the softmax scale: S = scale Q K^T) and dV of the keys from key0
 // of kv head hk of sequence b, as (rows, cols) views at coord_rc (rows relative to key0); keys at or
 // past stored_k are not written.

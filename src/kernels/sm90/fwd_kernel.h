@@ -67,6 +67,9 @@ CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& 
   }
 }
 
+// The epilogue from registers: 4-byte stores (0) or store_tile_wide's 8- or 16-byte ones (1, 2).
+constexpr int kWideStoreSteps = 0;
+
 // kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
 // kTmaStore: O leaves through shared memory and TMA (the launcher picks it where it can: no varlen,
 // out aligned, Traits::kTmaStoreO); the other variants store O from registers. One epilogue path a
@@ -389,7 +392,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         tma_store_arrive();
       }
     } else {
-      sm80::store_out_lse<Element>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
+      sm80::store_out_lse<Element, kWideStoreSteps>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
     }
   }  // tiles
   if (kTmaStore && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read
