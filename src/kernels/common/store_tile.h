@@ -54,7 +54,7 @@ __device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, in
 // aligned for the wide stores or the tile is wider than cols_left.
 template <int kStages, typename Element, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_stride, int rows_left, int cols_left,
-                                                AccRC const& acc_rc, CoordRC const& coord_rc) {
+                                                AccRC const& acc_rc, CoordRC const& coord_rc, float scale = 1.f) {
   static_assert(sizeof(Element) == 2 && (kStages == 1 || kStages == 2));
   constexpr int kRows = decltype(cute::size<0>(acc_rc))::value, kCols = decltype(cute::size<1>(acc_rc))::value;
   constexpr int kWords = 1 << kStages;  // 32-bit words a store
@@ -74,7 +74,7 @@ __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_strid
       CUTE_UNROLL
       for (int k = 0; k < kWords; ++k) {
         const int c = 2 * (kWords * g + k);
-        w[k] = uint32_t(Element(acc_rc(r, c)).raw()) | uint32_t(Element(acc_rc(r, c + 1)).raw()) << 16;
+        w[k] = uint32_t(Element(scale * acc_rc(r, c)).raw()) | uint32_t(Element(scale * acc_rc(r, c + 1)).raw()) << 16;
       }
       // Step s pairs word k with word k ^ s across lanes q and q ^ s: the thread keeps the word
       // whose bit s matches its own and swaps the other with its partner.
@@ -111,17 +111,24 @@ __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_strid
 
 // The backward's epilogue: dK (times the softmax scale: S = scale Q K^T) and dV of the keys from key0
 // of kv head hk of sequence b, as (rows, cols) views at coord_rc (rows relative to key0); keys at or
-// past stored_k are not written.
-template <typename Element, typename AccRC, typename CoordRC>
+// past stored_k are not written. kWideSteps > 0: store_tile_wide's stores (wgmma accumulators only;
+// every lane must call).
+template <typename Element, int kWideSteps = 0, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_dk_dv(const BwdCall& call, const SeqInfo& si, int b, int hk, int key0,
                                             int stored_k, AccRC const& dk_rc, AccRC const& dv_rc,
                                             CoordRC const& coord_rc) {
   const Problem& p = call.problem;
   Element* dk = static_cast<Element*>(call.dk) + row_offset(call.dk_stride, p.varlen, b, si.k_row0, 0, hk);
   Element* dv = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
-  store_tile(dk + int64_t(key0) * call.dk_stride.row, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc,
-             p.scale);
-  store_tile(dv + int64_t(key0) * call.dv_stride.row, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
+  Element* dk_tile = dk + int64_t(key0) * call.dk_stride.row;
+  Element* dv_tile = dv + int64_t(key0) * call.dv_stride.row;
+  if constexpr (kWideSteps > 0) {
+    store_tile_wide<kWideSteps>(dk_tile, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc, p.scale);
+    store_tile_wide<kWideSteps>(dv_tile, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
+  } else {
+    store_tile(dk_tile, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc, p.scale);
+    store_tile(dv_tile, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
+  }
 }
 
 // A block's tile staged in shared memory (kRows x kCols elements, rows kPitch elements apart, 16-byte

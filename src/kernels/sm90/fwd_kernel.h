@@ -67,9 +67,6 @@ CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& 
   }
 }
 
-// The epilogue from registers: 4-byte stores (0) or store_tile_wide's 8- or 16-byte ones (1, 2).
-constexpr int kWideStoreSteps = 0;
-
 // kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
 // kTmaStore: O leaves through shared memory and TMA (the launcher picks it where it can: no varlen,
 // out aligned, Traits::kTmaStoreO); the other variants store O from registers. One epilogue path a
@@ -392,7 +389,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         tma_store_arrive();
       }
     } else {
-      sm80::store_out_lse<Element, kWideStoreSteps>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
+      // 16-byte stores, two transpose steps (store_tile_wide): at d256 +3-13% non-causal and +2-9%
+      // causal up to 8k against 4-byte ones, ahead of one step's 8-byte stores except causal 512-1k
+      // (bench/NOTES.md, session 14).
+      sm80::store_out_lse<Element, 2>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
     }
   }  // tiles
   if (kTmaStore && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read
