@@ -45,19 +45,19 @@ __device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, in
 }
 
 // store_tile for an accumulator whose rows hold their 8-column blocks in order (the wgmma layout:
-// column 2j + e of a row is 8j + 2q + e, q = lane % 4), in stores of 4 << kStages bytes instead of
-// 4, so that a warp's store writes whole 32-byte sectors (from kStages = 1) rather than half ones:
-// the four threads of a quad transpose their 4-byte column pairs in kStages butterfly steps
+// column 2j + e of a row is 8j + 2q + e, q = lane % 4), in stores of 4 << kSteps bytes instead of
+// 4, so that a warp's store writes whole 32-byte sectors (from kSteps = 1) rather than half ones:
+// the four threads of a quad transpose their 4-byte column pairs in kSteps butterfly steps
 // (shfl.xor 1, then 2). After step 1 a thread holds 4 neighbouring columns of one block; after step
 // 2, the whole block 4g + q of each group g of four. Every lane of the warp must call it (the
 // shuffles); rows past rows_left are not stored. Element by element where the destination is not
 // aligned for the wide stores or the tile is wider than cols_left.
-template <int kStages, typename Element, typename AccRC, typename CoordRC>
+template <int kSteps, typename Element, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_stride, int rows_left, int cols_left,
                                                 AccRC const& acc_rc, CoordRC const& coord_rc, float scale = 1.f) {
-  static_assert(sizeof(Element) == 2 && (kStages == 1 || kStages == 2));
+  static_assert(sizeof(Element) == 2 && (kSteps == 1 || kSteps == 2));
   constexpr int kRows = decltype(cute::size<0>(acc_rc))::value, kCols = decltype(cute::size<1>(acc_rc))::value;
-  constexpr int kWords = 1 << kStages;  // 32-bit words a store
+  constexpr int kWords = 1 << kSteps;  // 32-bit words a store
   static_assert(kCols % (2 * kWords) == 0, "whole groups of 8-column blocks");
   // The last column any thread of the quad holds: the same for every quad of the warp.
   const int quad_last_col = cute::get<1>(coord_rc(0, kCols - 1)) | 7;
@@ -94,9 +94,9 @@ __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_strid
       // This thread's 2 kWords columns: from the group's first, block q (two steps) or, after one
       // step, block q % 2 at columns 4 (q / 2).
       const int col0 = cute::get<1>(coord_rc(r, 2 * kWords * g)) - 2 * q;
-      const int col = kStages == 2 ? col0 + 8 * q : col0 + 8 * (q % 2) + 4 * (q / 2);
+      const int col = kSteps == 2 ? col0 + 8 * q : col0 + 8 * (q % 2) + 4 * (q / 2);
       if (wide) {
-        if constexpr (kStages == 2)
+        if constexpr (kSteps == 2)
           *reinterpret_cast<uint4*>(row_ptr + col) = make_uint4(w[0], w[1], w[2], w[3]);
         else
           *reinterpret_cast<uint2*>(row_ptr + col) = make_uint2(w[0], w[1]);

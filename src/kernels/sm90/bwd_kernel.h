@@ -318,8 +318,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tKVcKV = thr_kv.partition_C(make_identity_tensor(Shape<Int<kKeys>, Int<kHeadDim>>{}));
   // 16-byte stores (store_tile_wide): +1-11% at 512-2k, d64-d256 (bench/NOTES.md, session 14).
   store_dk_dv<Element, 2>(call, si, b, hk, k0, stored_k, cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
-                       cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
-                       cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout())));
+                          cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
+                          cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout())));
 #endif
 }
 

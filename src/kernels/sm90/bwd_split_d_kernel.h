@@ -294,8 +294,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // dK (times the softmax scale: S = scale Q K^T) and dV of the stored keys, this warpgroup's half of d.
   Tensor tKVcKV = thr_kv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
   store_dk_dv<Element, 2>(call, si, b, hk, n0, stored_k, cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
-                       cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
-                       cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout())));
+                          cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
+                          cute::make_tensor(tKVcKV.data(), rowcol(tKVcKV.layout())));
 #endif
 }
 

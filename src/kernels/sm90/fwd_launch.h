@@ -153,7 +153,8 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   // seqlen_k is the longest sequence's: the others would pay the padding), with it where it has one.
   using Long = typename Tile::long_keys;
   if constexpr (!std::is_void_v<Long>)
-    if (tma_store && keys_per_row >= Tile::kLongFrom) return launch_fwd<Long, false, false, Long::kTmaStoreO>(call, stream);
+    if (tma_store && keys_per_row >= Tile::kLongFrom)
+      return launch_fwd<Long, false, false, Long::kTmaStoreO>(call, stream);
   if constexpr (Traits::kTmaStoreO)
     if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
   return launch_fwd<Traits, false, false, false>(call, stream);

@@ -79,8 +79,8 @@ struct FwdTraits {
   // thread stores them with TMA, in a kernel variant of its own (fwd_kernel.h). Measured on H100
   // (bench/NOTES.md, session 6): d128 +1-3% at 512-8k, +6-10% at 16k; d64 +4-6% at 512-1k, flat
   // from 4k. d96 unmeasured; d192 and d256 have no shared memory left for O, nor have tiles whose
-  // Q and K/V stages fill it. Elsewhere, and for rows
-  // a TMA box cannot bound (varlen), O goes out from registers (store_tile).
+  // Q and K/V stages fill it. Elsewhere, and for rows a TMA box cannot bound (varlen), O goes out
+  // from registers in 16-byte stores (store_tile_wide).
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
