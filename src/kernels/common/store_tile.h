@@ -44,6 +44,28 @@ __device__ __forceinline__ void store_tile(Element* tile, int64_t row_stride, in
   }
 }
 
+// One butterfly step s (1 or 2) of store_tile_wide's quad transpose, for lane q of the quad: word
+// k (bit s clear) pairs with word k + s; the lane keeps the one whose bit s matches its own and
+// swaps the other with lane q ^ s. `swap(v)` sends v and returns what lane q ^ s sent (shfl.xor on
+// the device; tests/cpu/test_store_tile.cu plays the four lanes on the host).
+template <int kWords, typename Swap>
+FA_HOST_DEVICE void quad_transpose_step(uint32_t (&w)[kWords], int q, int s, Swap&& swap) {
+  const bool upper = q & s;
+  CUTE_UNROLL
+  for (int k = 0; k < kWords; ++k) {
+    if (k & s) continue;
+    const uint32_t got = swap(upper ? w[k] : w[k + s]);
+    w[k] = upper ? got : w[k];
+    w[k + s] = upper ? w[k + s] : got;
+  }
+}
+
+// The first column lane q stores after `steps` transpose steps, from its group's first column:
+// block q (two steps), or block q % 2 at columns 4 (q / 2) (one step).
+FA_HOST_DEVICE constexpr int quad_store_column(int q, int steps) {
+  return steps == 2 ? 8 * q : 8 * (q % 2) + 4 * (q / 2);
+}
+
 // store_tile for an accumulator whose rows hold their 8-column blocks in order (the wgmma layout:
 // column 2j + e of a row is 8j + 2q + e, q = lane % 4), in stores of 4 << kSteps bytes instead of
 // 4, so that a warp's store writes whole 32-byte sectors (from kSteps = 1) rather than half ones:
@@ -76,25 +98,12 @@ __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_strid
         const int c = 2 * (kWords * g + k);
         w[k] = uint32_t(Element(scale * acc_rc(r, c)).raw()) | uint32_t(Element(scale * acc_rc(r, c + 1)).raw()) << 16;
       }
-      // Step s pairs word k with word k ^ s across lanes q and q ^ s: the thread keeps the word
-      // whose bit s matches its own and swaps the other with its partner.
       CUTE_UNROLL
-      for (int s = 1; s < kWords; s *= 2) {
-        const bool upper = q & s;
-        CUTE_UNROLL
-        for (int k = 0; k < kWords; ++k) {
-          if (k & s) continue;
-          const uint32_t send = upper ? w[k] : w[k + s];
-          const uint32_t got = __shfl_xor_sync(0xffffffffu, send, s);
-          w[k] = upper ? got : w[k];
-          w[k + s] = upper ? w[k + s] : got;
-        }
-      }
+      for (int s = 1; s < kWords; s *= 2)
+        quad_transpose_step(w, q, s, [s](uint32_t v) { return __shfl_xor_sync(0xffffffffu, v, s); });
       if (row >= rows_left) continue;
-      // This thread's 2 kWords columns: from the group's first, block q (two steps) or, after one
-      // step, block q % 2 at columns 4 (q / 2).
-      const int col0 = cute::get<1>(coord_rc(r, 2 * kWords * g)) - 2 * q;
-      const int col = kSteps == 2 ? col0 + 8 * q : col0 + 8 * (q % 2) + 4 * (q / 2);
+      // This thread's 2 kWords columns, from the group's first.
+      const int col = cute::get<1>(coord_rc(r, 2 * kWords * g)) - 2 * q + quad_store_column(q, kSteps);
       if (wide) {
         if constexpr (kSteps == 2)
           *reinterpret_cast<uint4*>(row_ptr + col) = make_uint4(w[0], w[1], w[2], w[3]);
