@@ -73,46 +73,52 @@ FA_HOST_DEVICE constexpr int quad_store_column(int q, int steps) {
 // (shfl.xor 1, then 2). After step 1 a thread holds 4 neighbouring columns of one block; after step
 // 2, the whole block 4g + q of each group g of four. Every lane of the warp must call it (the
 // shuffles); rows past rows_left are not stored. Element by element where the destination is not
-// aligned for the wide stores or the tile is wider than cols_left.
+// aligned for the wide stores or the tile is wider than cols_left. kSteps = 0: store_tile itself
+// (any accumulator layout).
 template <int kSteps, typename Element, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_stride, int rows_left, int cols_left,
                                                 AccRC const& acc_rc, CoordRC const& coord_rc, float scale = 1.f) {
-  static_assert(sizeof(Element) == 2 && (kSteps == 1 || kSteps == 2));
-  constexpr int kRows = decltype(cute::size<0>(acc_rc))::value, kCols = decltype(cute::size<1>(acc_rc))::value;
-  constexpr int kWords = 1 << kSteps;  // 32-bit words a store
-  static_assert(kCols % (2 * kWords) == 0, "whole groups of 8-column blocks");
-  // The last column any thread of the quad holds: the same for every quad of the warp.
-  const int quad_last_col = cute::get<1>(coord_rc(0, kCols - 1)) | 7;
-  const bool wide = reinterpret_cast<uintptr_t>(tile) % (4 * kWords) == 0 && row_stride % (2 * kWords) == 0 &&
-                    quad_last_col < cols_left;
-  const int q = threadIdx.x % 4;
-  CUTE_UNROLL
-  for (int r = 0; r < kRows; ++r) {
-    const int row = cute::get<0>(coord_rc(r, 0));
-    Element* row_ptr = tile + int64_t(row) * row_stride;
+  static_assert(sizeof(Element) == 2 && kSteps >= 0 && kSteps <= 2);
+  if constexpr (kSteps == 0) {
+    store_tile(tile, row_stride, rows_left, cols_left, acc_rc, coord_rc, scale);
+  } else {
+    constexpr int kRows = decltype(cute::size<0>(acc_rc))::value, kCols = decltype(cute::size<1>(acc_rc))::value;
+    constexpr int kWords = 1 << kSteps;  // 32-bit words a store
+    static_assert(kCols % (2 * kWords) == 0, "whole groups of 8-column blocks");
+    // The last column any thread of the quad holds: the same for every quad of the warp.
+    const int quad_last_col = cute::get<1>(coord_rc(0, kCols - 1)) | 7;
+    const bool wide = reinterpret_cast<uintptr_t>(tile) % (4 * kWords) == 0 && row_stride % (2 * kWords) == 0 &&
+                      quad_last_col < cols_left;
+    const int q = threadIdx.x % 4;
     CUTE_UNROLL
-    for (int g = 0; g < kCols / (2 * kWords); ++g) {
-      uint32_t w[kWords];  // w[k]: columns 2k, 2k + 1 of the thread's pair of block kWords g + k
+    for (int r = 0; r < kRows; ++r) {
+      const int row = cute::get<0>(coord_rc(r, 0));
+      Element* row_ptr = tile + int64_t(row) * row_stride;
       CUTE_UNROLL
-      for (int k = 0; k < kWords; ++k) {
-        const int c = 2 * (kWords * g + k);
-        w[k] = uint32_t(Element(scale * acc_rc(r, c)).raw()) | uint32_t(Element(scale * acc_rc(r, c + 1)).raw()) << 16;
-      }
-      CUTE_UNROLL
-      for (int s = 1; s < kWords; s *= 2)
-        quad_transpose_step(w, q, s, [s](uint32_t v) { return __shfl_xor_sync(0xffffffffu, v, s); });
-      if (row >= rows_left) continue;
-      // This thread's 2 kWords columns, from the group's first.
-      const int col = cute::get<1>(coord_rc(r, 2 * kWords * g)) - 2 * q + quad_store_column(q, kSteps);
-      if (wide) {
-        if constexpr (kSteps == 2)
-          *reinterpret_cast<uint4*>(row_ptr + col) = make_uint4(w[0], w[1], w[2], w[3]);
-        else
-          *reinterpret_cast<uint2*>(row_ptr + col) = make_uint2(w[0], w[1]);
-      } else {  // element by element (rare: an unaligned or narrower destination)
+      for (int g = 0; g < kCols / (2 * kWords); ++g) {
+        uint32_t w[kWords];  // w[k]: columns 2k, 2k + 1 of the thread's pair of block kWords g + k
         CUTE_UNROLL
-        for (int e = 0; e < 2 * kWords; ++e)
-          if (col + e < cols_left) row_ptr[col + e] = Element::bitcast(uint16_t(w[e / 2] >> (e % 2 * 16)));
+        for (int k = 0; k < kWords; ++k) {
+          const int c = 2 * (kWords * g + k);
+          w[k] = uint32_t(Element(scale * acc_rc(r, c)).raw()) |
+                 uint32_t(Element(scale * acc_rc(r, c + 1)).raw()) << 16;
+        }
+        CUTE_UNROLL
+        for (int s = 1; s < kWords; s *= 2)
+          quad_transpose_step(w, q, s, [s](uint32_t v) { return __shfl_xor_sync(0xffffffffu, v, s); });
+        if (row >= rows_left) continue;
+        // This thread's 2 kWords columns, from the group's first.
+        const int col = cute::get<1>(coord_rc(r, 2 * kWords * g)) - 2 * q + quad_store_column(q, kSteps);
+        if (wide) {
+          if constexpr (kSteps == 2)
+            *reinterpret_cast<uint4*>(row_ptr + col) = make_uint4(w[0], w[1], w[2], w[3]);
+          else
+            *reinterpret_cast<uint2*>(row_ptr + col) = make_uint2(w[0], w[1]);
+        } else {  // element by element (rare: an unaligned or narrower destination)
+          CUTE_UNROLL
+          for (int e = 0; e < 2 * kWords; ++e)
+            if (col + e < cols_left) row_ptr[col + e] = Element::bitcast(uint16_t(w[e / 2] >> (e % 2 * 16)));
+        }
       }
     }
   }
@@ -120,8 +126,8 @@ __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_strid
 
 // The backward's epilogue: dK (times the softmax scale: S = scale Q K^T) and dV of the keys from key0
 // of kv head hk of sequence b, as (rows, cols) views at coord_rc (rows relative to key0); keys at or
-// past stored_k are not written. kWideSteps > 0: store_tile_wide's stores (wgmma accumulators only;
-// every lane must call).
+// past stored_k are not written. kWideSteps: store_tile_wide's (> 0: wgmma accumulators only, every
+// lane must call).
 template <typename Element, int kWideSteps = 0, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_dk_dv(const BwdCall& call, const SeqInfo& si, int b, int hk, int key0,
                                             int stored_k, AccRC const& dk_rc, AccRC const& dv_rc,
@@ -131,13 +137,8 @@ __device__ __forceinline__ void store_dk_dv(const BwdCall& call, const SeqInfo& 
   Element* dv = static_cast<Element*>(call.dv) + row_offset(call.dv_stride, p.varlen, b, si.k_row0, 0, hk);
   Element* dk_tile = dk + int64_t(key0) * call.dk_stride.row;
   Element* dv_tile = dv + int64_t(key0) * call.dv_stride.row;
-  if constexpr (kWideSteps > 0) {
-    store_tile_wide<kWideSteps>(dk_tile, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc, p.scale);
-    store_tile_wide<kWideSteps>(dv_tile, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
-  } else {
-    store_tile(dk_tile, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc, p.scale);
-    store_tile(dv_tile, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
-  }
+  store_tile_wide<kWideSteps>(dk_tile, call.dk_stride.row, stored_k - key0, p.head_dim, dk_rc, coord_rc, p.scale);
+  store_tile_wide<kWideSteps>(dv_tile, call.dv_stride.row, stored_k - key0, p.head_dim, dv_rc, coord_rc);
 }
 
 // A block's tile staged in shared memory (kRows x kCols elements, rows kPitch elements apart, 16-byte

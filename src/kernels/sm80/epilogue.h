@@ -29,20 +29,16 @@ __device__ __forceinline__ void store_lse(const FwdCall& call, const SeqInfo& si
   }
 }
 
-// acc_o_rc: this thread's O values as (rows, cols), at coord_rc. kWideSteps > 0: store_tile_wide's
-// stores (wgmma accumulators only; every lane must call).
+// acc_o_rc: this thread's O values as (rows, cols), at coord_rc. kWideSteps: store_tile_wide's (> 0:
+// wgmma accumulators only, every lane must call).
 template <typename Element, int kWideSteps = 0, typename AccO, typename Coord, int kRows>
 __device__ __forceinline__ void store_out_lse(const FwdCall& call, const SeqInfo& si, int b, int h, int m0, int tid,
                                               AccO const& acc_o_rc, Coord const& coord_rc, const float (&lse)[kRows]) {
   const Problem& p = call.problem;
   store_lse(call, si, b, h, m0, tid, coord_rc, lse);
   Element* o_ptr = static_cast<Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, 0, h);
-  if constexpr (kWideSteps > 0)
-    store_tile_wide<kWideSteps>(o_ptr + int64_t(m0) * call.out_stride.row, call.out_stride.row, si.seqlen_q - m0,
-                                p.head_dim, acc_o_rc, coord_rc);
-  else
-    store_tile(o_ptr + int64_t(m0) * call.out_stride.row, call.out_stride.row, si.seqlen_q - m0, p.head_dim, acc_o_rc,
-               coord_rc);
+  store_tile_wide<kWideSteps>(o_ptr + int64_t(m0) * call.out_stride.row, call.out_stride.row, si.seqlen_q - m0,
+                              p.head_dim, acc_o_rc, coord_rc);
 }
 
 }  // namespace flashattn::sm80

@@ -7,8 +7,8 @@
 // block's softmax and P V (d <= 128), and the consumer warpgroups take turns with the tensor cores
 // (ping-pong, in a ring). The CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the
 // kTmaStore variant (d64, d128, no varlen, no dropout/softcap/ALiBi, out aligned) O goes through
-// shared memory and out with a TMA store per warpgroup; elsewhere from registers, two columns a
-// store.
+// shared memory and out with a TMA store per warpgroup; elsewhere from registers in 16-byte stores
+// (store_tile_wide).
 #pragma once
 
 #include <cutlass/arch/barrier.h>

@@ -84,8 +84,9 @@ struct FwdTraits {
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
+  static constexpr int kSmemLimit = 227 * 1024;  // an sm90 block's shared memory
   static constexpr bool kTmaStoreO = (kHeadDim == 128 || kHeadDim == 64) &&
-                                     kSmemBytesQKV + int(cosize_v<SmemLayoutO> * sizeof(Element)) <= 227 * 1024;
+                                     kSmemBytesQKV + int(cosize_v<SmemLayoutO> * sizeof(Element)) <= kSmemLimit;
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
   using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
                                       Shape<_64, Int<kHeadDim>>{}, _1{}));
@@ -110,7 +111,7 @@ struct FwdTraits {
     alignas(8) uint64_t barrier_q_free[kQStages];  // the consumers are done reading Q
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
-  static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
+  static_assert(kSmemBytes <= kSmemLimit, "more shared memory than an sm90 block may have");
 };
 
 }  // namespace flashattn::sm90
