@@ -66,15 +66,15 @@ FA_HOST_DEVICE constexpr int quad_store_column(int q, int steps) {
   return steps == 2 ? 8 * q : 8 * (q % 2) + 4 * (q / 2);
 }
 
-// store_tile for an accumulator whose rows hold their 8-column blocks in order (the wgmma layout:
-// column 2j + e of a row is 8j + 2q + e, q = lane % 4), in stores of 4 << kSteps bytes instead of
-// 4, so that a warp's store writes whole 32-byte sectors (from kSteps = 1) rather than half ones:
-// the four threads of a quad transpose their 4-byte column pairs in kSteps butterfly steps
-// (shfl.xor 1, then 2). After step 1 a thread holds 4 neighbouring columns of one block; after step
-// 2, the whole block 4g + q of each group g of four. Every lane of the warp must call it (the
-// shuffles); rows past rows_left are not stored. Element by element where the destination is not
-// aligned for the wide stores or the tile is wider than cols_left. kSteps = 0: store_tile itself
-// (any accumulator layout).
+// store_tile for an accumulator whose rows hold their 8-column blocks in order (the wgmma layout,
+// and mma.sync's m16n8 with the warps along M: column 2j + e of a row is 8j + 2q + e, q = lane % 4),
+// in stores of 4 << kSteps bytes instead of 4, so that a warp's store writes whole 32-byte sectors
+// (from kSteps = 1) rather than half ones: the four threads of a quad transpose their 4-byte column
+// pairs in kSteps butterfly steps (shfl.xor 1, then 2). After step 1 a thread holds 4 neighbouring
+// columns of one block; after step 2, the whole block 4g + q of each group g of four. Every lane of
+// the warp must call it (the shuffles); rows past rows_left are not stored. Element by element where
+// the destination is not aligned for the wide stores or the tile is wider than cols_left. kSteps = 0:
+// store_tile itself (any accumulator layout).
 template <int kSteps, typename Element, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_stride, int rows_left, int cols_left,
                                                 AccRC const& acc_rc, CoordRC const& coord_rc, float scale = 1.f) {
@@ -126,8 +126,8 @@ __device__ __forceinline__ void store_tile_wide(Element* tile, int64_t row_strid
 
 // The backward's epilogue: dK (times the softmax scale: S = scale Q K^T) and dV of the keys from key0
 // of kv head hk of sequence b, as (rows, cols) views at coord_rc (rows relative to key0); keys at or
-// past stored_k are not written. kWideSteps: store_tile_wide's (> 0: wgmma accumulators only, every
-// lane must call).
+// past stored_k are not written. kWideSteps: store_tile_wide's (> 0: accumulators with a row's 8-column
+// blocks in order, where every lane calls).
 template <typename Element, int kWideSteps = 0, typename AccRC, typename CoordRC>
 __device__ __forceinline__ void store_dk_dv(const BwdCall& call, const SeqInfo& si, int b, int hk, int key0,
                                             int stored_k, AccRC const& dk_rc, AccRC const& dv_rc,

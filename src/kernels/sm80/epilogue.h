@@ -30,7 +30,7 @@ __device__ __forceinline__ void store_lse(const FwdCall& call, const SeqInfo& si
 }
 
 // acc_o_rc: this thread's O values as (rows, cols), at coord_rc. kWideSteps: store_tile_wide's (> 0:
-// wgmma accumulators only, every lane must call).
+// accumulators with a row's 8-column blocks in order, where every lane calls).
 template <typename Element, int kWideSteps = 0, typename AccO, typename Coord, int kRows>
 __device__ __forceinline__ void store_out_lse(const FwdCall& call, const SeqInfo& si, int b, int h, int m0, int tid,
                                               AccO const& acc_o_rc, Coord const& coord_rc, const float (&lse)[kRows]) {
