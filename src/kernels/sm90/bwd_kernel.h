@@ -110,11 +110,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #pragma unroll 1  // 24 registers in this warpgroup
       for (int step = 0; step < steps; ++step, walk.advance(at)) {
         cutlass::arch::NamedBarrier::sync(Traits::kDqSyncThreads, Traits::kBarrierDqFull);
-        if (cute::elect_one_sync()) {
+        const bool leader = cute::elect_one_sync();  // issues, and so waits for, the bulk reduction
+        DqTurn turn{};
+        if (leader) {
           float* block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
                          int64_t(at.m_block) * kBlockM * kHeadDim;
           // Deterministic mode: wait for the key blocks above this one (DqTurn, bwd_load.h).
-          DqTurn turn{};
           if (call.deterministic) {
             turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at);
             turn.wait();
@@ -123,17 +124,17 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           cuda::ptx::cp_reduce_async_bulk(cuda::ptx::space_global, cuda::ptx::space_shared, cuda::ptx::op_add, block,
                                           shared.dq, Traits::kDqBytes);
           tma_store_arrive();
-          if (call.deterministic) {
-            // The adds done (not only the buffer read), then the next key block's turn.
-            cuda::ptx::cp_async_bulk_wait_group(cuda::ptx::n32_t<0>{});
-            cuda::ptx::fence_proxy_async(cuda::ptx::space_global);
-            turn.pass();
-          } else {
-            tma_store_wait<0>();  // the buffer is read
-          }
+          tma_store_wait<0>();  // the buffer is read
         }
         __syncwarp();
         if (step + 1 < steps) cutlass::arch::NamedBarrier::arrive(Traits::kDqSyncThreads, Traits::kBarrierDqEmpty);
+        if (call.deterministic && leader) {
+          // The adds done, not only the buffer read, then the next key block's turn. The buffer went
+          // back before this wait: +2-6% deterministic d128 on H200 (bench/NOTES.md, session 15).
+          cuda::ptx::cp_async_bulk_wait_group(cuda::ptx::n32_t<0>{});
+          cuda::ptx::fence_proxy_async(cuda::ptx::space_global);
+          turn.pass();
+        }
       }
     }
     return;
