@@ -20,4 +20,5 @@ while time.time() - t0 < float(sys.argv[1] if len(sys.argv) > 1 else 4):
     torch.cuda.synchronize()
 end.record()
 torch.cuda.synchronize()
-print(f"gemm 8192^3 bf16: {calls * 2 * 8192**3 / (start.elapsed_time(end) * 1e-3) / 1e12:.1f} TFLOP/s over {calls} calls")
+tflops = calls * 2 * 8192**3 / (start.elapsed_time(end) * 1e-3) / 1e12
+print(f"gemm 8192^3 bf16: {tflops:.1f} TFLOP/s over {calls} calls")

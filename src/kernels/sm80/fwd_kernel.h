@@ -164,7 +164,7 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   softmax.finish(acc_o_rc, p.dropout_p > 0.f ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
 
   // 16-byte stores (store_tile_wide: a warp's rows hold their 8-column blocks in order, m16n8):
-  // +1-11% on H100, most at 512 (bench/NOTES.md, session 15).
+  // +0-11% on H100, most at 512 (bench/NOTES.md, session 15).
   store_out_lse<Element, 2>(call, si, b, h, m0, tid, acc_o_rc,
                             cute::make_tensor(tOcO.data(), rowcol(tOcO.layout())), lse);
 }
