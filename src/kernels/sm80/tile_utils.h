@@ -59,7 +59,7 @@ __device__ __forceinline__ void gemm_reg_smem(Mma& mma, Acc& acc, RA const& rA, 
 // The m16n8 accumulator of a thread is ((2 cols, 2 rows), MMA_M, MMA_N); as (rows, cols):
 // ((2, MMA_M), (2, MMA_N)), so softmax can walk rows.
 template <typename Layout>
-__device__ __forceinline__ auto rowcol(Layout const& acc) {
+CUTE_HOST_DEVICE auto rowcol(Layout const& acc) {
   static_assert(decltype(rank(acc))::value == 3);
   return make_layout(make_layout(get<0, 1>(acc), get<1>(acc)), make_layout(get<0, 0>(acc), get<2>(acc)));
 }

@@ -1,0 +1,123 @@
+// Host check of the accumulator layout that store_tile_wide relies on (common/store_tile.h), for
+// every accumulator the kernels store with it (no GPU needed): in each row of a thread's (rows,
+// cols) view, group g of 2^kSteps column pairs lies at base + 8k + 2q (+1), k < 2^kSteps, for lane
+// q = thread % 4, with base a multiple of 8 * 2^kSteps, and the four threads of a quad share the
+// row and the base. The FlashAttention-2 backward's dK/dV accumulator (warps along N) fails it for
+// two steps: the check can fail.
+#include <gtest/gtest.h>
+
+#include <cutlass/numeric_types.h>
+
+#include "kernels/sm80/bwd_launch.h"
+#include "kernels/sm80/fwd_launch.h"
+#include "kernels/sm90/bwd_launch.h"
+#include "kernels/sm90/fwd_launch.h"
+
+namespace flashattn {
+namespace {
+
+using namespace cute;
+using Bf16 = cutlass::bfloat16_t;
+
+// coord_rc(t): thread t's (row, column) coordinates as a (rows, cols) view.
+template <int kSteps, typename CoordRC>
+::testing::AssertionResult wide_store_layout(int threads, CoordRC coord_rc) {
+  constexpr int kWords = 1 << kSteps;
+  for (int t = 0; t < threads; ++t) {
+    const auto rc = coord_rc(t), lead = coord_rc(t - t % 4);  // lead: lane 0 of the quad
+    const int rows = int(size<0>(rc)), cols = int(size<1>(rc)), q = t % 4;
+    if (cols % (2 * kWords) != 0) return ::testing::AssertionFailure() << cols << " columns a row";
+    for (int r = 0; r < rows; ++r)
+      for (int g = 0; g < cols / (2 * kWords); ++g) {
+        const int base = get<1>(rc(r, 2 * kWords * g)) - 2 * q;
+        if (base % (8 * kWords) != 0 || get<1>(lead(r, 2 * kWords * g)) != base ||
+            get<0>(lead(r, 0)) != get<0>(rc(r, 0)))
+          return ::testing::AssertionFailure() << "thread " << t << " row " << r << " group " << g << ": base " << base;
+        for (int c = 2 * kWords * g; c < 2 * kWords * (g + 1); ++c) {
+          const int k = c / 2 % kWords, e = c % 2;
+          if (get<1>(rc(r, c)) != base + 8 * k + 2 * q + e || get<0>(rc(r, c)) != get<0>(rc(r, 0)))
+            return ::testing::AssertionFailure() << "thread " << t << " row " << r << " value " << c << " at ("
+                                                 << get<0>(rc(r, c)) << ", " << get<1>(rc(r, c)) << ")";
+        }
+      }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Hopper forward: O of a tile (store_out_lse<Element, 2> in every variant but the TMA store's).
+template <typename Traits>
+::testing::AssertionResult sm90_fwd_o() {
+  return wide_store_layout<2>(Traits::kConsumerThreads, [](int t) {
+    auto c = typename Traits::TiledMmaO{}.get_thread_slice(t).partition_C(
+        make_identity_tensor(Shape<Int<Traits::kBlockM>, Int<Traits::kHeadDim>>{}));
+    return cute::make_tensor(c.data(), sm90::rowcol(c.layout()));
+  });
+}
+
+// Hopper backward: dK and dV of a warpgroup's keys (64 / 128 keys a CTA), or of the split-D CTA.
+template <typename Traits, int kThreads, int kKeys>
+::testing::AssertionResult sm90_bwd_dkv() {
+  return wide_store_layout<2>(kThreads, [](int t) {
+    auto c = typename Traits::TiledMmaKV{}.get_thread_slice(t).partition_C(
+        make_identity_tensor(Shape<Int<kKeys>, Int<Traits::kHeadDim>>{}));
+    return cute::make_tensor(c.data(), sm90::rowcol(c.layout()));
+  });
+}
+
+// FlashAttention-2 forward: O (store_out_lse<Element, 2>).
+template <int kSteps, typename Traits>
+::testing::AssertionResult sm80_fwd_o() {
+  return wide_store_layout<kSteps>(Traits::kThreads, [](int t) {
+    auto c = typename Traits::TiledMma{}.get_thread_slice(t).partition_C(
+        make_identity_tensor(Shape<Int<Traits::kBlockM>, Int<Traits::kHeadDim>>{}));
+    return cute::make_tensor(c.data(), sm80::rowcol(c.layout()));
+  });
+}
+
+// FlashAttention-2 backward: dK/dV (store_dk_dv with 4-byte stores).
+template <int kSteps, typename Traits>
+::testing::AssertionResult sm80_bwd_dkv() {
+  return wide_store_layout<kSteps>(Traits::kThreads, [](int t) {
+    auto c = typename Traits::TiledMmadKV{}.get_thread_slice(t).partition_C(
+        make_identity_tensor(Shape<Int<Traits::kBlockN>, Int<Traits::kHeadDim>>{}));
+    return cute::make_tensor(c.data(), sm80::rowcol(c.layout()));
+  });
+}
+
+TEST(WideStoreLayouts, HopperForwardO) {
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 64>::type>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 64>::long_keys>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 64>::short_keys>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 96>::type>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 128>::type>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 192>::type>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 256>::type>()));
+  EXPECT_TRUE((sm90_fwd_o<sm90::FwdTile<Bf16, 256>::short_keys>()));
+}
+
+TEST(WideStoreLayouts, HopperBackwardDkDv) {
+  EXPECT_TRUE((sm90_bwd_dkv<sm90::BwdTraitsOf<Bf16, 64, true>, 128, 64>()));
+  EXPECT_TRUE((sm90_bwd_dkv<sm90::BwdTraitsOf<Bf16, 64, false>, 128, 64>()));
+  EXPECT_TRUE((sm90_bwd_dkv<sm90::BwdTraitsOf<Bf16, 128, true>, 128, 64>()));
+  EXPECT_TRUE((sm90_bwd_dkv<sm90::BwdTraitsOf<Bf16, 256, true>, 256, 64>()));
+}
+
+TEST(WideStoreLayouts, Fa2ForwardO) {
+  EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 32>::type>()));
+  EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 64>::type>()));
+  EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 96>::type>()));
+  EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 128>::type>()));
+  EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 192>::type>()));
+  EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 256>::type>()));
+}
+
+// Why the FlashAttention-2 backward keeps 4-byte stores: its dK/dV warps lie along N, so a row's
+// 8-column blocks of one thread are not four in a row.
+TEST(WideStoreLayouts, Fa2BackwardDkDvIsNotForTwoSteps) {
+  EXPECT_FALSE((sm80_bwd_dkv<2, sm80::BwdTile<Bf16, 64>::type>()));
+  EXPECT_FALSE((sm80_bwd_dkv<2, sm80::BwdTile<Bf16, 128>::type>()));
+  EXPECT_FALSE((sm80_bwd_dkv<2, sm80::BwdTile<Bf16, 256>::type>()));
+}
+
+}  // namespace
+}  // namespace flashattn
