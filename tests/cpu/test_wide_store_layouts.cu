@@ -44,44 +44,36 @@ template <int kSteps, typename CoordRC>
   return ::testing::AssertionSuccess();
 }
 
+// The kernel's own view of each thread's accumulator coordinates: Mma's partition of a kRows x
+// kCols tile as (rows, cols), through the wgmma (Hopper) or the m16n8 (FlashAttention-2) rowcol().
+template <int kSteps, typename Mma, int kRows, int kCols, bool kWgmma>
+::testing::AssertionResult accumulator_layout(int threads) {
+  return wide_store_layout<kSteps>(threads, [](int t) {
+    auto c = Mma{}.get_thread_slice(t).partition_C(make_identity_tensor(Shape<Int<kRows>, Int<kCols>>{}));
+    if constexpr (kWgmma) return cute::make_tensor(c.data(), sm90::rowcol(c.layout()));
+    else return cute::make_tensor(c.data(), sm80::rowcol(c.layout()));
+  });
+}
+
 // Hopper forward: O of a tile (store_out_lse<Element, 2> in every variant but the TMA store's).
-template <typename Traits>
-::testing::AssertionResult sm90_fwd_o() {
-  return wide_store_layout<2>(Traits::kConsumerThreads, [](int t) {
-    auto c = typename Traits::TiledMmaO{}.get_thread_slice(t).partition_C(
-        make_identity_tensor(Shape<Int<Traits::kBlockM>, Int<Traits::kHeadDim>>{}));
-    return cute::make_tensor(c.data(), sm90::rowcol(c.layout()));
-  });
+template <typename T>
+auto sm90_fwd_o() {
+  return accumulator_layout<2, typename T::TiledMmaO, T::kBlockM, T::kHeadDim, true>(T::kConsumerThreads);
 }
-
 // Hopper backward: dK and dV of a warpgroup's keys (64 / 128 keys a CTA), or of the split-D CTA.
-template <typename Traits, int kThreads, int kKeys>
-::testing::AssertionResult sm90_bwd_dkv() {
-  return wide_store_layout<2>(kThreads, [](int t) {
-    auto c = typename Traits::TiledMmaKV{}.get_thread_slice(t).partition_C(
-        make_identity_tensor(Shape<Int<kKeys>, Int<Traits::kHeadDim>>{}));
-    return cute::make_tensor(c.data(), sm90::rowcol(c.layout()));
-  });
+template <typename T, int kThreads, int kKeys>
+auto sm90_bwd_dkv() {
+  return accumulator_layout<2, typename T::TiledMmaKV, kKeys, T::kHeadDim, true>(kThreads);
 }
-
 // FlashAttention-2 forward: O (store_out_lse<Element, 2>).
-template <int kSteps, typename Traits>
-::testing::AssertionResult sm80_fwd_o() {
-  return wide_store_layout<kSteps>(Traits::kThreads, [](int t) {
-    auto c = typename Traits::TiledMma{}.get_thread_slice(t).partition_C(
-        make_identity_tensor(Shape<Int<Traits::kBlockM>, Int<Traits::kHeadDim>>{}));
-    return cute::make_tensor(c.data(), sm80::rowcol(c.layout()));
-  });
+template <int kSteps, typename T>
+auto sm80_fwd_o() {
+  return accumulator_layout<kSteps, typename T::TiledMma, T::kBlockM, T::kHeadDim, false>(T::kThreads);
 }
-
 // FlashAttention-2 backward: dK/dV (store_dk_dv with 4-byte stores).
-template <int kSteps, typename Traits>
-::testing::AssertionResult sm80_bwd_dkv() {
-  return wide_store_layout<kSteps>(Traits::kThreads, [](int t) {
-    auto c = typename Traits::TiledMmadKV{}.get_thread_slice(t).partition_C(
-        make_identity_tensor(Shape<Int<Traits::kBlockN>, Int<Traits::kHeadDim>>{}));
-    return cute::make_tensor(c.data(), sm80::rowcol(c.layout()));
-  });
+template <int kSteps, typename T>
+auto sm80_bwd_dkv() {
+  return accumulator_layout<kSteps, typename T::TiledMmadKV, T::kBlockN, T::kHeadDim, false>(T::kThreads);
 }
 
 TEST(WideStoreLayouts, HopperForwardO) {
