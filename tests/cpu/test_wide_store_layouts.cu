@@ -2,8 +2,8 @@
 // every accumulator the kernels store with it (no GPU needed): in each row of a thread's (rows,
 // cols) view, group g of 2^kSteps column pairs lies at base + 8k + 2q (+1), k < 2^kSteps, for lane
 // q = thread % 4, with base a multiple of 8 * 2^kSteps, and the four threads of a quad share the
-// row and the base. The FlashAttention-2 backward's dK/dV accumulator (warps along N) fails it for
-// two steps: the check can fail.
+// row and the base. The FlashAttention-2 backward's dK/dV accumulator without its N permutation
+// fails it: the check can fail.
 #include <gtest/gtest.h>
 
 #include <cutlass/numeric_types.h>
@@ -70,10 +70,10 @@ template <int kSteps, typename T>
 auto sm80_fwd_o() {
   return accumulator_layout<kSteps, typename T::TiledMma, T::kBlockM, T::kHeadDim, false>(T::kThreads);
 }
-// FlashAttention-2 backward: dK/dV (store_dk_dv with 4-byte stores).
-template <int kSteps, typename T>
+// FlashAttention-2 backward: dK/dV (store_dk_dv<Element, kDkvStoreSteps>), from Mma's partition.
+template <int kSteps, typename T, typename Mma = typename T::TiledMmadKV>
 auto sm80_bwd_dkv() {
-  return accumulator_layout<kSteps, typename T::TiledMmadKV, T::kBlockN, T::kHeadDim, false>(T::kThreads);
+  return accumulator_layout<kSteps, Mma, T::kBlockN, T::kHeadDim, false>(T::kThreads);
 }
 
 TEST(WideStoreLayouts, HopperForwardO) {
@@ -103,12 +103,22 @@ TEST(WideStoreLayouts, Fa2ForwardO) {
   EXPECT_TRUE((sm80_fwd_o<2, sm80::FwdTile<Bf16, 256>::type>()));
 }
 
-// Why the FlashAttention-2 backward keeps 4-byte stores: its dK/dV warps lie along N, so a row's
-// 8-column blocks of one thread are not four in a row.
-TEST(WideStoreLayouts, Fa2BackwardDkDvIsNotForTwoSteps) {
-  EXPECT_FALSE((sm80_bwd_dkv<2, sm80::BwdTile<Bf16, 64>::type>()));
-  EXPECT_FALSE((sm80_bwd_dkv<2, sm80::BwdTile<Bf16, 128>::type>()));
-  EXPECT_FALSE((sm80_bwd_dkv<2, sm80::BwdTile<Bf16, 256>::type>()));
+template <typename T>
+void check_fa2_bwd_dkv() {
+  EXPECT_TRUE((sm80_bwd_dkv<T::kDkvStoreSteps, T>())) << "d" << T::kHeadDim;
+  // Without the N permutation (the warps interleaved every 8 columns, as in the S/dP and dQ GEMMs)
+  // a thread's blocks of a row are not neighbours: the check can fail.
+  using Interleaved = typename T::template Mma<T::kNWarps / T::kWarpsAlongNdKV>;
+  EXPECT_FALSE((sm80_bwd_dkv<1, T, Interleaved>())) << "d" << T::kHeadDim;
+}
+
+TEST(WideStoreLayouts, Fa2BackwardDkDv) {
+  check_fa2_bwd_dkv<sm80::BwdTile<Bf16, 32>::type>();
+  check_fa2_bwd_dkv<sm80::BwdTile<Bf16, 64>::type>();
+  check_fa2_bwd_dkv<sm80::BwdTile<Bf16, 96>::type>();
+  check_fa2_bwd_dkv<sm80::BwdTile<Bf16, 128>::type>();
+  check_fa2_bwd_dkv<sm80::BwdTile<Bf16, 192>::type>();
+  check_fa2_bwd_dkv<sm80::BwdTile<Bf16, 256>::type>();
 }
 
 }  // namespace

@@ -333,9 +333,10 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
   // Epilogue: dK (times the softmax scale: S = scale * Q K^T) and dV for the stored keys of this block;
   // keys at or past seqlen_k saw no query and hold zeros.
   Tensor tdKVcdKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kHeadDim>>{}));
-  store_dk_dv<Element>(call, si, b, hk, n0, stored_k, cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
-                       cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
-                       cute::make_tensor(tdKVcdKV.data(), rowcol(tdKVcdKV.layout())));
+  store_dk_dv<Element, Traits::kDkvStoreSteps>(call, si, b, hk, n0, stored_k,
+                                               cute::make_tensor(acc_dk.data(), rowcol(acc_dk.layout())),
+                                               cute::make_tensor(acc_dv.data(), rowcol(acc_dv.layout())),
+                                               cute::make_tensor(tdKVcdKV.data(), rowcol(tdKVcdKV.layout())));
 }
 
 }  // namespace flashattn::sm80

@@ -34,10 +34,20 @@ struct BwdTraits {
   using Mma = TiledMMA<MMA_Atom<MmaOp>, Layout<Shape<Int<kWarpsM>, Int<kNWarps / kWarpsM>, _1>>,
                        Tile<Int<16 * kWarpsM>, Int<16 * (kNWarps / kWarpsM)>, _16>>;
   using TiledMmaSdP = Mma<kWarpsMSdP_>;
-  using TiledMmadKV = Mma<kWarpsNdKV_>;
+  // dK and dV: the N permutation lays each warp's n8 atoms side by side (kDkvAtoms of them in each
+  // slab of 8 x kDkvAtoms x warps along N columns) instead of interleaving the warps every 8 columns,
+  // so a thread's 8-column blocks of a row come in runs of kDkvAtoms and the epilogue stores 16
+  // (kDkvAtoms 4) or 8 (2) bytes at a time (store_tile_wide; tests/cpu/test_wide_store_layouts.cu).
+  static constexpr int kWarpsAlongNdKV = kNWarps / kWarpsNdKV_;
+  static constexpr int kDkvAtoms = kHeadDim % (32 * kWarpsAlongNdKV) == 0 ? 4 : 2;
+  static constexpr int kDkvStoreSteps = kDkvAtoms == 4 ? 2 : 1;
+  using TiledMmadKV =
+      TiledMMA<MMA_Atom<MmaOp>, Layout<Shape<Int<kWarpsNdKV_>, Int<kWarpsAlongNdKV>, _1>>,
+               Tile<Int<16 * kWarpsNdKV_>,
+                    Layout<Shape<_8, Int<kWarpsAlongNdKV>, Int<kDkvAtoms>>, Stride<_1, Int<8 * kDkvAtoms>, _8>>, _16>>;
   using TiledMmadQ = Mma<kWarpsMdQ_>;
   static_assert(kBlockM % (16 * kWarpsMSdP_) == 0 && kBlockN % (16 * (kNWarps / kWarpsMSdP_)) == 0);
-  static_assert(kBlockN % (16 * kWarpsNdKV_) == 0 && kHeadDim % (16 * (kNWarps / kWarpsNdKV_)) == 0);
+  static_assert(kBlockN % (16 * kWarpsNdKV_) == 0 && kHeadDim % (8 * kDkvAtoms * kWarpsAlongNdKV) == 0);
   static_assert(kBlockM % (16 * kWarpsMdQ_) == 0 && kHeadDim % (16 * (kNWarps / kWarpsMdQ_)) == 0);
 
   // Rows of 64 (or 32) elements XOR-swizzled in 16-byte units: conflict-free ldmatrix (either
