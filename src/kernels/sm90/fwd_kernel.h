@@ -25,6 +25,7 @@
 #include "kernels/sm80/softmax.h"
 #include "kernels/sm90/fwd_traits.h"
 #include "kernels/sm90/register_split.h"
+#include "kernels/sm90/wait_order.h"
 
 namespace flashattn::sm90 {
 
@@ -263,6 +264,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     auto drop = [&](AccS& acc_s, int n) {
       apply_dropout(acc_s, tScS, m0, n * kBlockN, subsequence, rng, p.dropout_threshold);
     };
+    // Every exponential of the thread feeds it (keep_before_wait).
+    auto row_sum_total = [&] {
+      float total = 0.f;
+      CUTE_UNROLL
+      for (int r = 0; r < kRows; ++r) total += softmax.row_sum[r];
+      return total;
+    };
     auto to_p = [&](AccS const& acc_s) {
       CUTE_UNROLL
       for (int i = 0; i < size(acc_s); ++i) rP(i) = Element(acc_s(i));
@@ -341,7 +349,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         pipeline_k.consumer_release(next);
         if (n == keys.begin) release_q();
         scores_to_probs(acc_s, n);  // under the P V GEMM
-        warpgroup_wait<0>();        // O += P V done: O and P are free again
+        keep_before_wait(row_sum_total(), &shared.wait_anchor);  // else ptxas waits first
+        warpgroup_wait<0>();  // O += P V done: O and P are free again
         warpgroup_fence_operand(acc_o);
         warpgroup_fence_operand(tOrP);
         pipeline_v.consumer_release(state);

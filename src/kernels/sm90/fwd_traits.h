@@ -109,6 +109,7 @@ struct FwdTraits {
     typename Pipeline::SharedStorage pipeline_k, pipeline_v;
     alignas(8) uint64_t barrier_q[kQStages];       // Q landed (TMA transaction count)
     alignas(8) uint64_t barrier_q_free[kQStages];  // the consumers are done reading Q
+    float wait_anchor;                              // never written (keep_before_wait)
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static_assert(kSmemBytes <= kSmemLimit, "more shared memory than an sm90 block may have");
