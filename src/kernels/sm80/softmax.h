@@ -1,7 +1,7 @@
 // Online softmax over key tiles (FlashAttention-2, Algorithm 1): a running max m and a running,
-// per-thread partial sum l per row; O is rescaled by exp(m_old - m_new) when the max grows (and
-// only then, FlashAttention-3's trick) and divided by l once at the end. Scores arrive in "raw"
-// units; exp2 with scale·log2(e) folded in.
+// per-thread partial sum l per row, both against a reference max that moves only when the row's
+// max passes it by more than 2^8 in weight (then O is rescaled by exp(m_old - m_new)), and O is
+// divided by l once at the end. Scores arrive in "raw" units; exp2 with scale·log2(e) folded in.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -28,8 +28,14 @@ struct OnlineSoftmax {
     }
   }
 
+  // How far (log2 units) a row's max may rise above the reference the weights are taken against
+  // before the reference moves and O is rescaled (the conditional rescaling FlashAttention-4
+  // describes for Blackwell): weights stay <= 2^8, and O's rescale (a multiply per O element, and
+  // a warp-uniform branch) runs in the first key blocks of a row, not in most blocks up to 8k
+  // keys as it did when any new max moved it.
+  static constexpr float kMaxSlack = 8.f;
   float correction[kRows];  // exp(m_old - m_new) of the last exponentiate(), for rescale()
-  bool max_grew;            // whether the last exponentiate() raised any of this thread's row maxima
+  bool max_grew;            // whether the last exponentiate() moved any of this thread's references
 
   // scores (rows, cols) become unnormalized probabilities; acc_o (rows, d) is rescaled.
   template <typename Scores, typename AccO>
@@ -51,12 +57,22 @@ struct OnlineSoftmax {
       // The four threads of a quad hold the columns of one row.
       m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
       m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-      // A row that has seen only masked keys keeps m = -inf; exponentiate against 0 so exp2 gives 0, not NaN.
-      const float m_scaled = m == -INFINITY ? 0.f : m * scale_log2;
-      correction[r] = fast_exp2(row_max[r] * scale_log2 - m_scaled);
-      max_grew |= m != row_max[r];
-      row_max[r] = m;
-      row_sum[r] *= correction[r];
+      // The reference max moves only when the row's max passes it by more than kMaxSlack in log2
+      // units: below that, exponentiating against the stale reference gives weights up to
+      // 2^kMaxSlack (exact in fp32 and in P's dtype, as relative precision does not depend on
+      // magnitude), and O needs no rescale. The first finite max always moves it (from -inf; a
+      // row of masked keys compares NaN and stays at -inf).
+      const bool grow = (m - row_max[r]) * scale_log2 > kMaxSlack;
+      if (grow) {
+        correction[r] = fast_exp2((row_max[r] - m) * scale_log2);
+        row_max[r] = m;
+        row_sum[r] *= correction[r];
+      } else {
+        correction[r] = 1.f;
+      }
+      max_grew |= grow;
+      // A row that has seen only masked keys keeps -inf; exponentiate against 0 so exp2 gives 0, not NaN.
+      const float m_scaled = row_max[r] == -INFINITY ? 0.f : row_max[r] * scale_log2;
       float sum = 0.f;
       CUTE_UNROLL
       for (int c = 0; c < size<1>(s); ++c) {
@@ -68,8 +84,7 @@ struct OnlineSoftmax {
   }
 
   // The O half: O *= exp(m_old - m_new) per row, from the last exponentiate(). Skipped, as a
-  // warp-uniform branch, when no row of the warp saw its max grow: after the first key blocks that
-  // is the common case, and the correction would be 1 (up to the rounding of m * scale).
+  // warp-uniform branch, when no row of the warp moved its reference (every correction is 1).
   template <typename AccO>
   __device__ void rescale(AccO& acc_o) {
     if (!__any_sync(0xffffffffu, max_grew)) return;
