@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,9 @@ struct Case {
   bool causal = false;
   int window_left = -1, window_right = -1;
   float softcap = 0.f, dropout = 0.f, scale = 0.f;
+  // Key j of a sequence of n keys scaled by exp(key_growth (1 - (j + 1/2) / n)): scores that grow
+  // toward the first key by up to e^key_growth in spread (not varlen).
+  double key_growth = 0.0;
   bool alibi = false, alibi_per_batch = false;
   int32_t dtype = FLASHATTN_FLOAT64;
   uint64_t seed = 1234, offset = 77;
@@ -54,6 +58,13 @@ struct HostProblem {
       q = random_tensor(c.dtype, {c.batch, c.seqlen_q, c.nheads, c.head_dim}, rng);
       k = random_tensor(c.dtype, {c.batch, c.seqlen_k, c.nheads_k, c.head_dim}, rng);
       v = random_tensor(c.dtype, {c.batch, c.seqlen_k, c.nheads_k, c.head_dim}, rng);
+      if (c.key_growth != 0.0) {
+        const int64_t row = int64_t(c.nheads_k) * c.head_dim;
+        for (int64_t i = 0; i < k.numel(); ++i) {
+          const int j = int(i / row % c.seqlen_k);
+          k.set(i, k.get(i) * std::exp(c.key_growth * (1.0 - (j + 0.5) / c.seqlen_k)));
+        }
+      }
     }
     if (c.alibi) {
       std::vector<int64_t> shape = c.alibi_per_batch ? std::vector<int64_t>{c.batch, c.nheads} : std::vector<int64_t>{c.nheads};
@@ -155,6 +166,12 @@ inline std::vector<Case> feature_cases() {
   c.nheads = 3;
   c.nheads_k = 1;
   c.scale = 0.7f;
+  cases.push_back(c);
+  c = base;
+  // Row maxima that climb by far more than 2^15 in weight from one key block to the next (the
+  // Hopper forward walks the blocks from the last): its fast softmax must fall back.
+  c.name = "scores_grow_toward_first_key";
+  c.key_growth = 3.0;
   cases.push_back(c);
   c = base;
   c.name = "varlen";  // includes an empty query sequence and an empty key sequence

@@ -83,6 +83,53 @@ struct OnlineSoftmax {
     }
   }
 
+  // Whether every row of this thread has a reference (a row that has seen only masked keys has none).
+  __device__ bool has_references() const {
+    bool all = true;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) all &= row_max[r] != -INFINITY;
+    return all;
+  }
+
+  // exponentiate() without looking for a new max: scores -> weights against the current references
+  // (every row must have one), the row maxima's FMNMX over the columns and their shuffles skipped.
+  // Returns whether every weight stayed <= kReferenceLimit, which holds when each of this thread's
+  // row sums does (weights are >= 0; an overflow to +inf fails it). If so, the caller may keep it:
+  // keep_block(block_sum). If not, the scores are gone and the caller must recompute them and run
+  // exponentiate(); row statistics are untouched either way.
+  template <typename Scores>
+  __device__ bool exponentiate_against_references(Scores& s, float (&block_sum)[kRows]) const {
+    bool fits = true;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      const float m_scaled = row_max[r] == -INFINITY ? 0.f : row_max[r] * scale_log2;  // as in exponentiate()
+      float sum = 0.f;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) {
+        s(r, c) = fast_exp2(s(r, c) * scale_log2 - m_scaled);
+        sum += s(r, c);
+      }
+      block_sum[r] = sum;
+      fits &= sum <= kReferenceLimit;
+    }
+    return fits;
+  }
+  // The bound on a thread's block sum (so on each weight) against a kept reference: P fits every
+  // input dtype (fp16 up to 65504) at unchanged relative precision, O and the row sums stay far from
+  // fp32's range, and it exceeds what exponentiate() leaves (at most 64 columns a thread, each
+  // <= 2^kMaxSlack: 2^14), so the block after a fallback is kept unless the max climbs again.
+  static constexpr float kReferenceLimit = 32768.f;  // 2^15
+
+  // Counts a block exponentiate_against_references() kept: references unchanged, so O needs no rescale.
+  __device__ void keep_block(const float (&block_sum)[kRows]) {
+    max_grew = false;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      row_sum[r] += block_sum[r];
+      correction[r] = 1.f;
+    }
+  }
+
   // The O half: O *= exp(m_old - m_new) per row, from the last exponentiate(). Skipped, as a
   // warp-uniform branch, when no row of the warp moved its reference (every correction is 1).
   template <typename AccO>

@@ -26,6 +26,7 @@
 #include "kernels/sm90/fwd_traits.h"
 #include "kernels/sm90/register_split.h"
 #include "kernels/sm90/wait_order.h"
+#include "kernels/sm90/warpgroup_vote.h"
 
 namespace flashattn::sm90 {
 
@@ -81,6 +82,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kHeadDim = Traits::kHeadDim;
   // The intra-warpgroup overlap and ping-pong (below), where the tile has it for this variant.
   constexpr bool kOverlap = Traits::overlaps(!kDropout && !kTransform);
+  // The key-block loop's softmax without row maxima where the registers allow (scores_to_probs_fast;
+  // with it, d256, the three-warpgroup d64 tile (160 registers) and the variant with both dropout
+  // and a transform spill).
+  constexpr bool kFastSoftmax = kHeadDim <= 128 && Traits::kConsumers == 2 && !(kDropout && kTransform);
   using Pipeline = typename Traits::Pipeline;
   using SharedStorage = typename Traits::SharedStorage;
   extern __shared__ __align__(1024) char sm90_smem[];
@@ -204,9 +209,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
   // Consumers: warpgroups 1 .. kConsumers, 64 query rows each. Named barriers (0 is __syncthreads):
   // 1 .. kConsumers the ping-pong turns, the next kConsumers a warpgroup's O in shared memory (the
-  // epilogue).
+  // epilogue), the next kConsumers a warpgroup's vote in the key-block loop.
   constexpr int kConsumers = Traits::kConsumers;
   constexpr int kBarrierO = 1 + kConsumers;
+  constexpr int kBarrierVote = 1 + 2 * kConsumers;  // + consumer: warpgroup_any in the key-block loop
   consumer_registers<Traits>();
   const int tid = threadIdx.x - 128, consumer = warp_group - 1;  // consumer: its 64 rows of the tile
   typename Traits::TiledMmaS mma_s;
@@ -259,6 +265,42 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
       Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
       softmax.exponentiate(s_rc);
+    };
+    // scores_to_probs without the row maxima where it can: once every row of a warp has a reference
+    // max, its weights are taken against the references as they stand (no FMNMX over the row, no
+    // shuffles), and kept if none passed 2^15 (OnlineSoftmax::exponentiate_against_references). If
+    // any thread of the warpgroup saw one pass, the warpgroup computes S again from the K stage `st`
+    // (still held, as is Q) and runs the full softmax, which moves the references. With scores of
+    // one distribution that happens in a row's first blocks at most; a row whose max climbs by more
+    // than 15 / log2(e) / scale in a block pays a second Q K^T for it.
+    auto scores_to_probs_fast = [&](AccS& acc_s, int n, int st) {
+      Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
+      const int n0 = n * kBlockN;
+      const bool need_mask = mask.tile_needs_mask(m0, kBlockM, n0, kBlockN);
+      mask.apply<kTransform>(acc_s, tScS, m0, n0, need_mask);
+      const bool fast = __all_sync(0xffffffffu, softmax.has_references());
+      float block_sum[kRows];
+      bool fits = true;
+      if (fast) {
+        fits = softmax.exponentiate_against_references(s_rc, block_sum);
+      } else {
+        softmax.exponentiate(s_rc);
+      }
+      if (warpgroup_any(!fits, kBarrierVote + consumer)) {
+        issue_s(acc_s, st);
+        warpgroup_wait<0>();  // and the P V GEMM before it
+        warpgroup_fence_operand(acc_s);
+        mask.apply<kTransform>(acc_s, tScS, m0, n0, need_mask);
+        if (fast) {
+          softmax.exponentiate(s_rc);
+        } else {
+          // Counted already (full softmax above): only the weights again, against the references
+          // that softmax set.
+          softmax.exponentiate_against_references(s_rc, block_sum);
+        }
+      } else if (fast) {
+        softmax.keep_block(block_sum);
+      }
     };
     // Drops elements of one probability tile (dropout), after the GEMMs in flight have retired.
     auto drop = [&](AccS& acc_s, int n) {
@@ -346,9 +388,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         turn_pass();
         warpgroup_wait<1>();  // S done (groups retire in order)
         warpgroup_fence_operand(acc_s);
+        if constexpr (kFastSoftmax) scores_to_probs_fast(acc_s, n, next.index());  // under the P V GEMM
+        else scores_to_probs(acc_s, n);
         pipeline_k.consumer_release(next);
         if (n == keys.begin) release_q();
-        scores_to_probs(acc_s, n);  // under the P V GEMM
         keep_before_wait(row_sum_total(), &shared.wait_anchor);  // else ptxas waits first
         warpgroup_wait<0>();  // O += P V done: O and P are free again
         warpgroup_fence_operand(acc_o);
