@@ -273,12 +273,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // (still held, as is Q) and runs the full softmax, which moves the references. With scores of
     // one distribution that happens in a row's first blocks at most; a row whose max climbs by more
     // than 15 / log2(e) / scale in a block pays a second Q K^T for it.
+    // Not with ALiBi where keys right of the diagonal are seen: the walk from the last key block
+    // nears the diagonal there, so the bias lifts each block's max by slope x kBlockN, and with the
+    // larger slopes (0.08 and up at 128 keys) nearly every such block would compute S twice.
+    const bool skip_max_allowed = mask.slope == 0.f || mask.window_right == 0;
     auto scores_to_probs_fast = [&](AccS& acc_s, int n, int st) {
       Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
       const int n0 = n * kBlockN;
       const bool need_mask = mask.tile_needs_mask(m0, kBlockM, n0, kBlockN);
       mask.apply<kTransform>(acc_s, tScS, m0, n0, need_mask);
-      const bool fast = __all_sync(0xffffffffu, softmax.has_references());
+      const bool fast = skip_max_allowed && __all_sync(0xffffffffu, softmax.has_references());
       float block_sum[kRows];
       bool fits = true;
       if (fast) {
