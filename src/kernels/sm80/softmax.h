@@ -71,16 +71,22 @@ struct OnlineSoftmax {
         correction[r] = 1.f;
       }
       max_grew |= grow;
-      // A row that has seen only masked keys keeps -inf; exponentiate against 0 so exp2 gives 0, not NaN.
-      const float m_scaled = row_max[r] == -INFINITY ? 0.f : row_max[r] * scale_log2;
-      float sum = 0.f;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) {
-        s(r, c) = fast_exp2(s(r, c) * scale_log2 - m_scaled);
-        sum += s(r, c);
-      }
-      row_sum[r] += sum;
+      row_sum[r] += weigh_row(s, r);
     }
+  }
+
+  // Row r of the scores -> weights against its reference; returns their sum (this thread's columns).
+  template <typename Scores>
+  __device__ float weigh_row(Scores& s, int r) const {
+    // A row that has seen only masked keys keeps -inf; exponentiate against 0 so exp2 gives 0, not NaN.
+    const float m_scaled = row_max[r] == -INFINITY ? 0.f : row_max[r] * scale_log2;
+    float sum = 0.f;
+    CUTE_UNROLL
+    for (int c = 0; c < size<1>(s); ++c) {
+      s(r, c) = fast_exp2(s(r, c) * scale_log2 - m_scaled);
+      sum += s(r, c);
+    }
+    return sum;
   }
 
   // Whether every row of this thread has a reference (a row that has seen only masked keys has none).
@@ -92,25 +98,18 @@ struct OnlineSoftmax {
   }
 
   // exponentiate() without looking for a new max: scores -> weights against the current references
-  // (every row must have one), the row maxima's FMNMX over the columns and their shuffles skipped.
-  // Returns whether every weight stayed <= kReferenceLimit, which holds when each of this thread's
-  // row sums does (weights are >= 0; an overflow to +inf fails it). If so, the caller may keep it:
-  // keep_block(block_sum). If not, the scores are gone and the caller must recompute them and run
-  // exponentiate(); row statistics are untouched either way.
+  // (rows without one as in exponentiate()), the row maxima's FMNMX over the columns and their
+  // shuffles skipped. Returns whether every weight stayed <= kReferenceLimit, which holds when each
+  // of this thread's row sums does (weights are >= 0; an overflow to +inf fails it). If so, the
+  // caller may keep it: keep_block(block_sum). If not, the scores are gone and the caller must
+  // recompute them and run exponentiate(); row statistics are untouched either way.
   template <typename Scores>
   __device__ bool exponentiate_against_references(Scores& s, float (&block_sum)[kRows]) const {
     bool fits = true;
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      const float m_scaled = row_max[r] == -INFINITY ? 0.f : row_max[r] * scale_log2;  // as in exponentiate()
-      float sum = 0.f;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(s); ++c) {
-        s(r, c) = fast_exp2(s(r, c) * scale_log2 - m_scaled);
-        sum += s(r, c);
-      }
-      block_sum[r] = sum;
-      fits &= sum <= kReferenceLimit;
+      block_sum[r] = weigh_row(s, r);
+      fits &= block_sum[r] <= kReferenceLimit;
     }
     return fits;
   }
@@ -120,14 +119,12 @@ struct OnlineSoftmax {
   // <= 2^kMaxSlack: 2^14), so the block after a fallback is kept unless the max climbs again.
   static constexpr float kReferenceLimit = 32768.f;  // 2^15
 
-  // Counts a block exponentiate_against_references() kept: references unchanged, so O needs no rescale.
+  // Counts a block exponentiate_against_references() kept: references unchanged, so rescale() skips
+  // O (and does not read the corrections).
   __device__ void keep_block(const float (&block_sum)[kRows]) {
     max_grew = false;
     CUTE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      row_sum[r] += block_sum[r];
-      correction[r] = 1.f;
-    }
+    for (int r = 0; r < kRows; ++r) row_sum[r] += block_sum[r];
   }
 
   // The O half: O *= exp(m_old - m_new) per row, from the last exponentiate(). Skipped, as a

@@ -259,10 +259,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       gemm_overwrite(mma_s, tSrQ(_, _, _, q_stage), tSrK(_, _, _, st), acc_s);
       warpgroup_commit_batch();
     };
-    // Masks one S tile and exponentiates it (row stats; O untouched).
-    auto scores_to_probs = [&](AccS& acc_s, int n) {
+    // Softcap/ALiBi and the mask on one S tile.
+    auto mask_scores = [&](AccS& acc_s, int n) {
       const int n0 = n * kBlockN;
       mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
+    };
+    // Masks one S tile and exponentiates it (row stats; O untouched).
+    auto scores_to_probs = [&](AccS& acc_s, int n) {
+      mask_scores(acc_s, n);
       Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
       softmax.exponentiate(s_rc);
     };
@@ -279,9 +283,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const bool skip_max_allowed = mask.slope == 0.f || mask.window_right == 0;
     auto scores_to_probs_fast = [&](AccS& acc_s, int n, int st) {
       Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
-      const int n0 = n * kBlockN;
-      const bool need_mask = mask.tile_needs_mask(m0, kBlockM, n0, kBlockN);
-      mask.apply<kTransform>(acc_s, tScS, m0, n0, need_mask);
+      mask_scores(acc_s, n);
       const bool fast = skip_max_allowed && __all_sync(0xffffffffu, softmax.has_references());
       float block_sum[kRows];
       bool fits = true;
@@ -294,7 +296,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         issue_s(acc_s, st);
         warpgroup_wait<0>();  // and the P V GEMM before it
         warpgroup_fence_operand(acc_s);
-        mask.apply<kTransform>(acc_s, tScS, m0, n0, need_mask);
+        mask_scores(acc_s, n);
         if (fast) {
           softmax.exponentiate(s_rc);
         } else {
