@@ -105,7 +105,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // grid. The query blocks of one head stay together (their K/V stay in L2) and pair up as
   // (last, first), (last - 1, second), ...: under causal masking the two of a pair see m_blocks + 1
   // key blocks together, so every pair is the same work and a static stride balances (it did not
-  // over single tiles: causal d256 8k lost 27%). An odd count gets an empty partner. The producer
+  // over single tiles: causal d256 8k lost 27%). An odd count gets an empty partner; where the last
+  // query block is partial or empty, the grid is coprime to the pairs of a head, so each CTA takes
+  // the light pair in turn with the others (fwd_persistent_grid, fwd_launch.h). The producer
   // runs ahead into the next tile's K/V while the consumers finish this one; with two Q buffers
   // (kQStages, d <= 128) the next tile's Q loads during this tile, with one as soon as the consumers
   // release it.
