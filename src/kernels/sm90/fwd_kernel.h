@@ -209,12 +209,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     return;
   }
 
-  // Consumers: warpgroups 1 .. kConsumers, 64 query rows each. Named barriers (0 is __syncthreads):
-  // 1 .. kConsumers the ping-pong turns, the next kConsumers a warpgroup's O in shared memory (the
-  // epilogue), the next kConsumers a warpgroup's vote in the key-block loop.
+  // Consumers: warpgroups 1 .. kConsumers, 64 query rows each. Named barriers: cutlass::arch::NamedBarrier
+  // ids 1 .. kConsumers the ping-pong turns, the next kConsumers a warpgroup's O in shared memory (the
+  // epilogue); NamedBarrier adds 8 (the hardware ids CUTLASS reserves for its own collectives), so
+  // these are hardware ids 9 .. 8 + 2 kConsumers. A warpgroup's vote in the key-block loop
+  // (warpgroup_any) takes a hardware id directly: 5 + consumer, among the reserved ones, which no
+  // CUTLASS collective of this kernel uses (its pipelines wait on mbarriers); 0 is __syncthreads.
   constexpr int kConsumers = Traits::kConsumers;
   constexpr int kBarrierO = 1 + kConsumers;
-  constexpr int kBarrierVote = 1 + 2 * kConsumers;  // + consumer: warpgroup_any in the key-block loop
+  constexpr int kBarrierVote = 5;  // hardware id, + consumer
+  static_assert(kBarrierVote + kConsumers <= 8, "the vote's hardware barriers stay below NamedBarrier's");
   consumer_registers<Traits>();
   const int tid = threadIdx.x - 128, consumer = warp_group - 1;  // consumer: its 64 rows of the tile
   typename Traits::TiledMmaS mma_s;

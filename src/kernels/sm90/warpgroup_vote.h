@@ -6,8 +6,9 @@
 
 namespace flashattn::sm90 {
 
-// Whether `flag` holds for any thread of the calling warpgroup. Synchronizes the warpgroup on named
-// barrier `barrier` (bar.red.or over 128 threads), which nothing else may use at the same time.
+// Whether `flag` holds for any thread of the calling warpgroup. Synchronizes the warpgroup on
+// hardware barrier `barrier` (bar.red.or over 128 threads; a raw id, not one of
+// cutlass::arch::NamedBarrier's, which it offsets by 8), which nothing else may use at the same time.
 __device__ __forceinline__ bool warpgroup_any(bool flag, uint32_t barrier) {
   uint32_t any;
   asm volatile(
