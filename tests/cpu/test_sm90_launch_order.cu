@@ -2,7 +2,8 @@
 // sequence, kv head) gets exactly one CTA; in deterministic mode each CTA waits only on CTAs
 // launched before it (the key block above it, same head), so no residency can deadlock the turns;
 // and where heads run together, the group's top key blocks launch first, one per head. And the
-// Hopper forward's persistent grid (fwd_launch.h): every tile taken once, the work spread evenly.
+// Hopper forward's persistent tile order (tile_scheduler.h): every tile taken once, the work spread
+// evenly.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "kernels/sm90/bwd_load.h"
-#include "kernels/sm90/fwd_launch.h"
+#include "kernels/sm90/tile_scheduler.h"
 
 namespace flashattn::sm90 {
 namespace {
@@ -75,7 +76,7 @@ TEST(Sm90BwdLaunchOrder, EveryBlockOnceAndTurnsWaitOnEarlierCtas) {
       }
 }
 
-// The forward's walk (fwd_kernel.h: tile_at and the tile loop), with a tile's work taken as its
+// The forward's walk (tile_scheduler.h, as fwd_kernel.h takes it), with a tile's work taken as its
 // (query row, visible key) pairs. Where seqlen_q leaves a partial 192-row block, the pairs of a head
 // differ; still no CTA may take more than the mean plus 1.25 of the heaviest pair (whole pairs: one
 // CTA may take one more than another). Before the grid was made coprime to the pairs of a head, 2k
@@ -115,10 +116,9 @@ TEST(Sm90FwdGrid, EveryTileOnceAndWorkEven) {
       for (int i = 0; i < m_blocks / 2; ++i)
         heaviest_pair = std::max(heaviest_pair, tile_work(i) + tile_work(m_blocks - 1 - i));
       for (int cta = 0; cta < grid; ++cta)
-        for (int t = 2 * cta; t < num_tiles; t += t % 2 ? 2 * grid - 1 : 1) {
+        for (int t = first_tile(cta); t < num_tiles; t = next_tile(t, grid)) {
           ++visits[t];
-          const int j = t % m_blocks;
-          work[cta] += tile_work(j % 2 ? j / 2 : m_blocks - 1 - j / 2);
+          work[cta] += tile_work(query_block_of(t % m_blocks, m_blocks));
         }
       EXPECT_TRUE(std::all_of(visits.begin(), visits.end(), [](int v) { return v == 1; }));
       const double mean = std::accumulate(work.begin(), work.end(), 0.0) / grid;

@@ -25,6 +25,7 @@
 #include "kernels/sm80/softmax.h"
 #include "kernels/sm90/fwd_traits.h"
 #include "kernels/sm90/register_split.h"
+#include "kernels/sm90/tile_scheduler.h"
 #include "kernels/sm90/wait_order.h"
 #include "kernels/sm90/warpgroup_vote.h"
 
@@ -102,15 +103,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int warp_in_group = thread_in_group / 32;
 
   // Persistent: a CTA per SM walks pairs of tiles (query block, head, batch) with a stride of the
-  // grid. The query blocks of one head stay together (their K/V stay in L2) and pair up as
-  // (last, first), (last - 1, second), ...: under causal masking the two of a pair see m_blocks + 1
-  // key blocks together, so every pair is the same work and a static stride balances (it did not
-  // over single tiles: causal d256 8k lost 27%). An odd count gets an empty partner; where the last
-  // query block is partial or empty, the grid is coprime to the pairs of a head, so each CTA takes
-  // the light pair in turn with the others (fwd_persistent_grid, fwd_launch.h). The producer
-  // runs ahead into the next tile's K/V while the consumers finish this one; with two Q buffers
-  // (kQStages, d <= 128) the next tile's Q loads during this tile, with one as soon as the consumers
-  // release it.
+  // grid, in the order of tile_scheduler.h (pairs of equal work; the grid coprime to a head's pairs
+  // where the last query block is partial). The producer runs ahead into the next tile's K/V while
+  // the consumers finish this one; with two Q buffers (kQStages, d <= 128) the next tile's Q loads
+  // during this tile, with one as soon as the consumers release it.
   struct Tile {
     int m_block, h, b;
     SeqInfo si;
@@ -118,8 +114,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   };
   auto tile_at = [&](int t) {
     Tile tile;
-    const int j = t % params.m_blocks;  // tile j of its head: blocks m-1, 0, m-2, 1, ...
-    tile.m_block = j % 2 ? j / 2 : params.m_blocks - 1 - j / 2;
+    tile.m_block = query_block_of(t % params.m_blocks, params.m_blocks);
     tile.h = (t / params.m_blocks) % p.nheads;
     tile.b = t / params.m_blocks / p.nheads;
     tile.si = seq_info(p, tile.b);
@@ -165,7 +160,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Tensor mV = params.tma_v.get_tma_tensor(make_shape(rows_k, d, p.nheads_k, batches));
       auto state = cutlass::make_producer_start_state<Pipeline>();
       int q_loads = 0;
-      for (int t = 2 * blockIdx.x; t < params.num_tiles; t += t % 2 ? 2 * gridDim.x - 1 : 1) {
+      for (int t = first_tile(blockIdx.x); t < params.num_tiles; t = next_tile(t, gridDim.x)) {
         const Tile tile = tile_at(t);
         if (!tile_exists(tile)) continue;
         const int hk = tile.h / (p.nheads / p.nheads_k), bb = p.varlen ? 0 : tile.b;
@@ -243,7 +238,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // Each consumer thread arrives once per tile, when its last S = Q K^T has retired.
   auto release_q = [&] { cutlass::arch::ClusterBarrier::arrive(&shared.barrier_q_free[(q_loads - 1) % Traits::kQStages]); };
 
-  for (int t = 2 * blockIdx.x; t < params.num_tiles; t += t % 2 ? 2 * gridDim.x - 1 : 1) {
+  for (int t = first_tile(blockIdx.x); t < params.num_tiles; t = next_tile(t, gridDim.x)) {
     const Tile tile = tile_at(t);
     if (!tile_exists(tile)) continue;
     const int m_block = tile.m_block, h = tile.h, b = tile.b;

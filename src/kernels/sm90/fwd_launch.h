@@ -4,13 +4,13 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <numeric>
 #include <string>
 #include <type_traits>
 
 #include "kernels/sm80/element.h"
 #include "kernels/sm90/fwd.h"
 #include "kernels/sm90/fwd_kernel.h"
+#include "kernels/sm90/tile_scheduler.h"
 #include "kernels/sm90/tma_view.h"
 
 namespace flashattn::sm90 {
@@ -76,27 +76,6 @@ inline int mean_keys_per_row(const Problem& p) {
     keys += range.hi - range.lo;
   }
   return static_cast<int>(keys / kSamples);
-}
-
-// The persistent forward's grid. One CTA per SM (each takes a whole SM's shared memory), striding
-// over pairs of tiles of equal work (fwd_kernel.h): CTA k takes pairs k, k + grid, k + 2 grid, ...
-// With varlen the pairs of different sequences differ, so there each CTA takes one pair and the
-// hardware balances them.
-// Pair j of a head is the global pair index mod pairs_per_head (m_blocks / 2). Where seqlen_q leaves
-// a partial or empty query block (d64's 192-row tiles at 2k: 10 2/3 blocks, rounded up to 12, so
-// pair (11, 0) is half the work of (9, 2)), the pairs of a head differ, and a grid sharing a factor
-// with pairs_per_head hands each CTA the same few of them: at 2k with 132 SMs and 6 pairs a head, a
-// sixth of the CTAs took only the light pair and the rest only heavy ones (ncu: SMs active 88% of
-// the kernel's time). There the grid shrinks to the largest size coprime to pairs_per_head, which
-// walks every CTA through all pairs of a head in turn (d64 2k: +8.8%, bench/NOTES.md session 18).
-inline int fwd_persistent_grid(const Problem& p, int m_blocks, int num_tiles, int block_m, int sms) {
-  const int pairs = num_tiles / 2;
-  if (p.varlen) return pairs;
-  int grid = std::max(1, std::min(pairs, sms));
-  const int pairs_per_head = m_blocks / 2;
-  if (grid == sms && p.seqlen_q % (2 * block_m) != 0)
-    while (grid > 1 && std::gcd(grid, pairs_per_head) != 1) --grid;
-  return grid;
 }
 
 // One variant's launch: TMA descriptors for its tile, then a persistent grid.
