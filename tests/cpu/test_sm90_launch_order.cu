@@ -99,9 +99,9 @@ TEST(Sm90FwdGrid, EveryTileOnceAndWorkEven) {
                    (s.causal ? " causal" : "") + " sms " + std::to_string(sms));
       Problem p;
       p.batch = s.batch, p.nheads = p.nheads_k = s.nheads, p.seqlen_q = p.seqlen_k = s.seqlen;
-      const int m_blocks = (s.seqlen + 2 * s.block_m - 1) / (2 * s.block_m) * 2;
+      const int m_blocks = fwd_query_blocks(s.seqlen, s.block_m);
       const int num_tiles = m_blocks * s.nheads * s.batch;
-      const int grid = fwd_persistent_grid(p, m_blocks, num_tiles, s.block_m, sms);
+      const int grid = fwd_persistent_grid(p, s.block_m, sms);
       ASSERT_GE(grid, 1);
       ASSERT_LE(grid, sms);
       std::vector<int> visits(num_tiles, 0);

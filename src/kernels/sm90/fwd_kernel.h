@@ -37,7 +37,7 @@ struct FwdKernelParams {
   typename Traits::TmaQ tma_q;
   typename Traits::TmaKV tma_k, tma_v;
   typename Traits::TmaO tma_o;  // used by the kTmaStore variant
-  int m_blocks;   // query blocks of the longest sequence, rounded up to even
+  int m_blocks;   // query blocks of the longest sequence, rounded up to even (fwd_query_blocks)
   int num_tiles;  // m_blocks x heads x batch
 };
 

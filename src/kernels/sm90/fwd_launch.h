@@ -99,7 +99,7 @@ Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
                     tma_view<Element>(p, kTmaStore ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
                                       kTmaStore ? call.out_stride : p.q_stride),
                     take<0, 2>(typename Traits::SmemLayoutO{}), Shape<_64, Int<kHeadDim>>{}, _1{}),
-      (p.seqlen_q + 2 * Traits::kBlockM - 1) / (2 * Traits::kBlockM) * 2,
+      fwd_query_blocks(p.seqlen_q, Traits::kBlockM),
       0};
   params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow
 
@@ -109,7 +109,7 @@ Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const int grid = fwd_persistent_grid(p, params.m_blocks, params.num_tiles, Traits::kBlockM, sms);
+  const int grid = fwd_persistent_grid(p, Traits::kBlockM, sms);
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)

@@ -24,6 +24,10 @@ CUTE_HOST_DEVICE int next_tile(int t, int grid) { return t % 2 ? t + 2 * grid - 
 // empty partner).
 CUTE_HOST_DEVICE int query_block_of(int j, int m_blocks) { return j % 2 ? j / 2 : m_blocks - 1 - j / 2; }
 
+// The query blocks (tiles) of a head: seqlen_q (with varlen the longest sequence's) in blocks of
+// block_m, rounded up to even so that they pair up.
+inline int fwd_query_blocks(int seqlen_q, int block_m) { return (seqlen_q + 2 * block_m - 1) / (2 * block_m) * 2; }
+
 // The grid: one CTA per SM (each takes a whole SM's shared memory). With varlen the pairs of
 // different sequences differ, so there each CTA takes one pair and the hardware balances them.
 // Pair i of a head is the global pair index mod pairs_per_head (m_blocks / 2). Where seqlen_q leaves
@@ -33,11 +37,11 @@ CUTE_HOST_DEVICE int query_block_of(int j, int m_blocks) { return j % 2 ? j / 2 
 // sixth of the CTAs took only the light pair and the rest only heavy ones (ncu: SMs active 88% of
 // the kernel's time). There the grid shrinks to the largest size coprime to pairs_per_head, which
 // walks every CTA through all pairs of a head in turn (d64 2k: +8.8%, bench/NOTES.md session 18).
-inline int fwd_persistent_grid(const Problem& p, int m_blocks, int num_tiles, int block_m, int sms) {
-  const int pairs = num_tiles / 2;
+inline int fwd_persistent_grid(const Problem& p, int block_m, int sms) {
+  const int pairs_per_head = fwd_query_blocks(p.seqlen_q, block_m) / 2;
+  const int pairs = pairs_per_head * p.nheads * p.batch;
   if (p.varlen) return pairs;
   int grid = std::max(1, std::min(pairs, sms));
-  const int pairs_per_head = m_blocks / 2;
   if (grid == sms && p.seqlen_q % (2 * block_m) != 0)
     while (grid > 1 && std::gcd(grid, pairs_per_head) != 1) --grid;
   return grid;
