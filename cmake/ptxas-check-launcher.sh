@@ -3,7 +3,9 @@
 # the object) when ptxas reports serialized wgmma (C7510, C7512, C7514), waits it had to inject (C7517) or an
 # ignored setmaxnreg (C7508, C7509): each is a silent slowdown, not an error, to ptxas. It fails on
 # register spills or local memory too, except in the backward's dropout and softcap/ALiBi variants
-# (template flags Lb1E), where a few hundred bytes of spills remain at d = 128 (warnings in the log).
+# (template flags Lb1E), where a few hundred bytes of spills remain at d = 128 (warnings in the log),
+# and in the forward's three-consumer tile without dropout or transform (Li3EEELb0ELb0E: 12 B with
+# the fast softmax, which still measured 5-8% faster at d64; bench/NOTES.md, session 19).
 out=$("$@" 2>&1)
 rc=$?
 [ -n "$out" ] && printf '%s\n' "$out" >&2
@@ -20,7 +22,7 @@ if printf '%s' "$out" | grep -qE '\(C75(08|09|10|12|14|17)\)'; then
   echo "ptxas-check: the messages above (C7508/C7509/C7510/C7512/C7514/C7517) fail this Hopper object" >&2
   exit 1
 fi
-if printf '%s\n' "$out" | grep -E 'Registers are spilled|Local memory used' | grep -vqE 'bwd_kernel.*Lb1E'; then
+if printf '%s\n' "$out" | grep -E 'Registers are spilled|Local memory used' | grep -vqE 'bwd_kernel.*Lb1E|fwd_kernel.*Li3EEELb0ELb0E'; then
   fail "$@"
   echo "ptxas-check: spills or local memory above fail this Hopper object" >&2
   exit 1
