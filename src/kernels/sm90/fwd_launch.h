@@ -33,8 +33,8 @@ namespace flashattn::sm90 {
 //   (Session 11: 192-key blocks with two had beaten 128 from 2k.) After the coprime grid and the
 //   fast softmax in this tile (session 19, H100), it took rows from 1k keys: against the short tile
 //   +13% at 1k; against two warpgroups with the overlap +9% causal 2k (rows of 1025 keys) and
-//   +18-19% at 1.25k; -2% causal 1k (rows of 513 keys, left to the short tile). No tile of two warpgroups with the overlap is left here for
-//   the plain variant with the TMA store.
+//   +18-19% at 1.25k; -2% causal 1k (rows of 513 keys, left to the short tile). No tile of two
+//   warpgroups with the overlap is left here for the plain variant with the TMA store.
 // `short_keys` up to kShortUpTo keys (session 11, H100). At d256, 64-key blocks one at a time
 //   against the 80-key overlap: +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k. At
 //   d64, the 128-key tile without the overlap: +6% at 512 and 1k, +2-6% causal 512-2k; at d128 the
