@@ -3,7 +3,9 @@
 // backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
 //                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
-//                   [--deterministic 0|1]
+//                   [--deterministic 0|1] [--varlen 0|1]
+//   --varlen 1: the same shapes packed as varlen (batch sequences of seqlen each, cu_seqlens on the
+//   device and on the host) through varlen_fwd / varlen_bwd.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -59,7 +61,7 @@ int main(int argc, char** argv) {
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
   std::string passes = "both";
   std::vector<int> causals = {0, 1};  // --causal 0, 1, "0,1" or both
-  int reps = 30, deterministic = 0;
+  int reps = 30, deterministic = 0, varlen = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
     else if (!std::strcmp(argv[i], "--backend")) backend_name = argv[i + 1];
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--causal"))
       causals = std::strcmp(argv[i + 1], "both") ? parse_list(argv[i + 1]) : std::vector<int>{0, 1};
     else if (!std::strcmp(argv[i], "--deterministic")) deterministic = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--varlen")) varlen = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
       return 2;
@@ -108,22 +111,38 @@ int main(int argc, char** argv) {
           if (inputs[t].size() != n) inputs[t] = random_bf16(n, t + 1);
           cudaMemcpy(buffers[t], inputs[t].data(), n * 2, cudaMemcpyHostToDevice);
         }
+        // A (batch, seqlen, heads, d) tensor, or its packed (batch * seqlen, heads, d) view for varlen.
+        auto bshd = [&](void* data) {
+          return varlen ? flashattn::make_tensor(data, flashattn::DType::kBFloat16, {int64_t(batch) * s, h, d})
+                        : flashattn::make_tensor(data, flashattn::DType::kBFloat16, {batch, s, h, d});
+        };
+        std::vector<int32_t> cu_host(batch + 1);
+        for (int i = 0; i <= batch; ++i) cu_host[i] = i * s;
+        void* cu = nullptr;
         flashattn::FwdParams f;
-        f.attn.q = flashattn::make_tensor(q, flashattn::DType::kBFloat16, {batch, s, h, d});
-        f.attn.k = flashattn::make_tensor(k, flashattn::DType::kBFloat16, {batch, s, h, d});
-        f.attn.v = flashattn::make_tensor(v, flashattn::DType::kBFloat16, {batch, s, h, d});
+        f.attn.q = bshd(q);
+        f.attn.k = bshd(k);
+        f.attn.v = bshd(v);
         f.attn.is_causal = causal;
-        f.out = flashattn::make_tensor(o, flashattn::DType::kBFloat16, {batch, s, h, d});
-        f.softmax_lse = flashattn::make_tensor(lse, flashattn::DType::kFloat32, {batch, h, s});
+        f.out = bshd(o);
+        f.softmax_lse = varlen ? flashattn::make_tensor(lse, flashattn::DType::kFloat32, {h, int64_t(batch) * s})
+                               : flashattn::make_tensor(lse, flashattn::DType::kFloat32, {batch, h, s});
+        if (varlen) {
+          cudaMalloc(&cu, cu_host.size() * 4);
+          cudaMemcpy(cu, cu_host.data(), cu_host.size() * 4, cudaMemcpyHostToDevice);
+          f.attn.cu_seqlens_q = f.attn.cu_seqlens_k = flashattn::make_tensor(cu, flashattn::DType::kInt32, {batch + 1});
+          f.attn.cu_seqlens_q_host = f.attn.cu_seqlens_k_host = cu_host.data();
+          f.attn.max_seqlen_q = f.attn.max_seqlen_k = s;
+        }
         f.backend = backend;
         flashattn::BwdParams b;
         b.attn = f.attn;
         b.out = f.out;
         b.softmax_lse = f.softmax_lse;
-        b.dout = flashattn::make_tensor(dout, flashattn::DType::kBFloat16, {batch, s, h, d});
-        b.dq = flashattn::make_tensor(dq, flashattn::DType::kBFloat16, {batch, s, h, d});
-        b.dk = flashattn::make_tensor(dk, flashattn::DType::kBFloat16, {batch, s, h, d});
-        b.dv = flashattn::make_tensor(dv, flashattn::DType::kBFloat16, {batch, s, h, d});
+        b.dout = bshd(dout);
+        b.dq = bshd(dq);
+        b.dk = bshd(dk);
+        b.dv = bshd(dv);
         b.backend = backend;
         b.deterministic = deterministic;
         size_t ws = 0;
@@ -134,11 +153,13 @@ int main(int argc, char** argv) {
         const double flops = 4.0 * batch * h * double(s) * s * d / (causal ? 2 : 1);
         // The backward reads the forward's out and lse: run it once when only the backward is timed
         // (the buffers held whatever the allocator left there before).
-        if (passes == "bwd" && !flashattn::fwd(f, nullptr).ok()) std::printf("bwd d=%3d: the forward failed\n", d);
+        auto run_fwd = [&] { return varlen ? flashattn::varlen_fwd(f, nullptr) : flashattn::fwd(f, nullptr); };
+        auto run_bwd = [&] { return varlen ? flashattn::varlen_bwd(b, nullptr) : flashattn::bwd(b, nullptr); };
+        if (passes == "bwd" && !run_fwd().ok()) std::printf("bwd d=%3d: the forward failed\n", d);
         for (int pass = 0; pass < 2; ++pass) {
           if (passes != "both" && passes != (pass ? "bwd" : "fwd")) continue;
           Row r{pass ? "bwd" : "fwd", "", d, batch, s, h, bool(causal)};
-          auto call = [&] { return pass ? flashattn::bwd(b, nullptr) : flashattn::fwd(f, nullptr); };
+          auto call = [&] { return pass ? run_bwd() : run_fwd(); };
           flashattn::Status st = call();
           if (!st.ok()) {
             r.note = st.message;
@@ -163,7 +184,7 @@ int main(int argc, char** argv) {
                       r.note.empty() ? (std::to_string(r.tflops) + " TFLOP/s").c_str() : r.note.c_str());
           std::fflush(stdout);
         }
-        for (void* p : {q, k, v, o, dout, dq, dk, dv, lse, workspace}) cudaFree(p);
+        for (void* p : {q, k, v, o, dout, dq, dk, dv, lse, workspace, cu}) cudaFree(p);
       }
   FILE* fp = std::fopen(out_path.c_str(), "w");
   if (!fp) return 1;
@@ -173,9 +194,10 @@ int main(int argc, char** argv) {
     std::fprintf(fp,
                  "  {\"impl\": \"flashattn\", \"kernel\": \"%s\", \"pass\": \"%s\", \"dtype\": \"bf16\", \"d\": %d, "
                  "\"causal\": %s, \"batch\": %d, \"seqlen\": %d, \"nheads\": %d, \"nheads_k\": %d, \"ms\": %.4f, "
-                 "\"tflops\": %.1f%s%s%s}%s\n",
+                 "\"tflops\": %.1f%s%s%s%s}%s\n",
                  backend_name.c_str(), r.pass.c_str(), r.d, r.causal ? "true" : "false", r.batch, r.seqlen, r.nheads,
-                 r.nheads, r.ms, r.tflops, r.note.empty() ? "" : ", \"note\": \"", r.note.empty() ? "" : "not supported",
+                 r.nheads, r.ms, r.tflops, varlen ? ", \"varlen\": true" : "",
+                 r.note.empty() ? "" : ", \"note\": \"", r.note.empty() ? "" : "not supported",
                  r.note.empty() ? "" : "\"", i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(fp, "]}\n");
