@@ -116,8 +116,7 @@ int main(int argc, char** argv) {
           return varlen ? flashattn::make_tensor(data, flashattn::DType::kBFloat16, {int64_t(batch) * s, h, d})
                         : flashattn::make_tensor(data, flashattn::DType::kBFloat16, {batch, s, h, d});
         };
-        std::vector<int32_t> cu_host(batch + 1);
-        for (int i = 0; i <= batch; ++i) cu_host[i] = i * s;
+        std::vector<int32_t> cu_host;  // varlen: sequence i starts at row i * s (read by every call)
         void* cu = nullptr;
         flashattn::FwdParams f;
         f.attn.q = bshd(q);
@@ -128,6 +127,7 @@ int main(int argc, char** argv) {
         f.softmax_lse = varlen ? flashattn::make_tensor(lse, flashattn::DType::kFloat32, {h, int64_t(batch) * s})
                                : flashattn::make_tensor(lse, flashattn::DType::kFloat32, {batch, h, s});
         if (varlen) {
+          for (int i = 0; i <= batch; ++i) cu_host.push_back(i * s);
           cudaMalloc(&cu, cu_host.size() * 4);
           cudaMemcpy(cu, cu_host.data(), cu_host.size() * 4, cudaMemcpyHostToDevice);
           f.attn.cu_seqlens_q = f.attn.cu_seqlens_k = flashattn::make_tensor(cu, flashattn::DType::kInt32, {batch + 1});
