@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   constexpr bool kOverlap = Traits::overlaps(!kDropout && !kTransform);
   // The key-block loop's softmax without row maxima where the registers allow (scores_to_probs_fast;
   // with it, d256 and the variant with both dropout and a transform spill). The three-warpgroup d64
-  // tile (160 registers) spills 12 B with it and is still 5-8% faster (bench/NOTES.md, session 19);
+  // tile (160 registers) spills 8 B with it and is still 5-8% faster (bench/NOTES.md, session 19);
   // cmake/ptxas-check-launcher.sh exempts that kernel.
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
   using Pipeline = typename Traits::Pipeline;
@@ -239,6 +239,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // Each consumer thread arrives once per tile, when its last S = Q K^T has retired.
   auto release_q = [&] { cutlass::arch::ClusterBarrier::arrive(&shared.barrier_q_free[(q_loads - 1) % Traits::kQStages]); };
 
+  // Ping-pong turns (the overlap path below): consumer c waits on named barrier 1 + c, which its
+  // predecessor in the ring arrives on after issuing its GEMMs. The ring runs across tiles: the last
+  // consumer lets consumer 0 go first once, and passes after every turn, its last of a tile too, so
+  // consumer 0 issues the next tile's first S while the others still run their epilogues. Consumer
+  // 0 takes the one pass left over after its last tile, so every barrier ends complete.
+  constexpr int kLast = kConsumers - 1;
+  auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
+  auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
+  if (kOverlap && consumer == kLast) turn_pass();
+
   for (int t = first_tile(blockIdx.x); t < params.num_tiles; t = next_tile(t, gridDim.x)) {
     const Tile tile = tile_at(t);
     if (!tile_exists(tile)) continue;
@@ -362,14 +372,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // The first key block alone; then, per block, S of the next block is issued before the softmax
       // of this one finishes and runs on the tensor cores under it and under O += P V of this block
       // (FlashAttention-3's intra-warpgroup overlap). Key blocks run from the last (masked ones first).
-      // Ping-pong: the consumer warpgroups take turns issuing their GEMMs, in a ring (consumer c waits
-      // on named barrier 1 + c, which its predecessor arrives on), so one's softmax runs while the
-      // others' GEMMs hold the tensor cores. All take the same number of turns; the last consumer
-      // lets consumer 0 go first and skips its last pass, so every barrier ends complete.
-      constexpr int kLast = kConsumers - 1;
-      auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
-      auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
-      if (consumer == kLast) turn_pass();
+      // Ping-pong: the consumer warpgroups take turns issuing their GEMMs, in a ring (turn_wait,
+      // turn_pass above), so one's softmax runs while the others' GEMMs hold the tensor cores. All
+      // take the same number of turns in a tile (the key blocks are the tile's).
       {
         AccS acc_s;
         pipeline_k.consumer_wait(state);
@@ -413,7 +418,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       pipeline_v.consumer_wait(state);
       turn_wait();
       issue_o(state.index());
-      if (consumer != kLast) turn_pass();
+      turn_pass();
       warpgroup_wait<0>();
       warpgroup_fence_operand(acc_o);
       pipeline_v.consumer_release(state);
@@ -455,6 +460,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       sm80::store_out_lse<Element, 2>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
     }
   }  // tiles
+  if (kOverlap && consumer == 0) turn_wait();  // the last consumer's last pass
   if (kTmaStore && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read
 #endif
 }
