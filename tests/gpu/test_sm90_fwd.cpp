@@ -103,6 +103,28 @@ TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
   }
 }
 
+// Varlen rows long enough for the d64 three-consumer tile, which then stores O from registers (no
+// TMA box bounds a packed sequence): 192-row blocks that straddle sequence ends, an empty sequence,
+// causal and not.
+TEST(Sm90FwdVarlen, LongRowsMatchFp64Reference) {
+  FLASHATTN_REQUIRE_GPU();
+  if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
+  if (!bucket_built(64)) GTEST_SKIP() << "the d64 bucket is not built";
+  for (const bool causal : {false, true}) {
+    Case c;
+    c.name = causal ? "varlen_long_causal_d64" : "varlen_long_d64";
+    c.dtype = FLASHATTN_BFLOAT16;
+    c.head_dim = 64;
+    c.nheads = 4;
+    c.nheads_k = 2;
+    c.seqlens_q = {900, 0, 1700, 333};
+    c.seqlens_k = {1000, 7, 1800, 333};
+    c.causal = causal;
+    SCOPED_TRACE(c.name);
+    check_forward_case(c, Backend::kSm90);
+  }
+}
+
 // Calls the Hopper kernel cannot take are refused by name under BACKEND_SM90 (AUTO falls back).
 TEST(Sm90FwdScope, UncoveredCallsSayNotSupported) {
   FLASHATTN_REQUIRE_GPU();

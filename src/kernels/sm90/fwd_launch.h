@@ -150,12 +150,14 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   if constexpr (!std::is_void_v<Short>)
     if (keys_per_row <= Tile::kShortUpTo && (tma_store || !Short::kTmaStoreO))
       return launch_fwd<Short, false, false, Short::kTmaStoreO>(call, stream);
-  // The long-key tile only where the call allows the TMA store (so never with varlen, whose
-  // seqlen_k is the longest sequence's: the others would pay the padding), with it where it has one.
+  // The long-key tile: with the TMA store where the call allows it, else O from registers (varlen,
+  // whose keys_per_row is of the longest sequence's lengths: a batch of short sequences beside a
+  // long one takes this tile too, and pays for its 192-row blocks at their ends).
   using Long = typename Tile::long_keys;
   if constexpr (!std::is_void_v<Long>)
-    if (tma_store && keys_per_row >= Tile::kLongFrom)
-      return launch_fwd<Long, false, false, Long::kTmaStoreO>(call, stream);
+    if (keys_per_row >= Tile::kLongFrom)
+      return tma_store ? launch_fwd<Long, false, false, Long::kTmaStoreO>(call, stream)
+                       : launch_fwd<Long, false, false, false>(call, stream);
   if constexpr (Traits::kTmaStoreO)
     if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
   return launch_fwd<Traits, false, false, false>(call, stream);
