@@ -44,6 +44,7 @@ struct BwdTraits {
   static constexpr int kStages = 2;        // Q/dO ring
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
+  static constexpr int kCtasPerSm = 1;
   static_assert(kHeadDim % 64 == 0, "rows of whole 128-byte swizzle atoms (64 elements)");
 
   using TiledMmaSdP = decltype(make_tiled_mma(
@@ -128,6 +129,7 @@ struct BwdSplitDTraits {
   static constexpr int kStages = 2;        // Q/dO ring
   static constexpr int kConsumerThreads = 256;
   static constexpr int kThreads = 128 + kConsumerThreads;
+  static constexpr int kCtasPerSm = 1;
   static_assert(kHeadDim % 128 == 0, "two warpgroup halves of whole 128-byte swizzle atoms");
 
   using SplitN = Layout<Shape<_1, _2, _1>>;  // warpgroup w takes the w-th half of N

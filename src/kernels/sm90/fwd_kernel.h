@@ -76,7 +76,7 @@ CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& 
 // variant: with both in one kernel the key-block loop lost its uniform-datapath arithmetic (SASS)
 // and 2% at 8k (bench/NOTES.md, session 5, steps 4 and 8).
 template <typename Traits, bool kDropout, bool kTransform, bool kTmaStore = false>
-__global__ void __launch_bounds__(Traits::kThreads, 1)
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     fwd_kernel(const __grid_constant__ FwdKernelParams<Traits> params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Element = typename Traits::Element;

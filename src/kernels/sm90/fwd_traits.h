@@ -17,7 +17,7 @@ using namespace cute;
 using cute::Tensor;
 
 template <typename Element_, int kHeadDim_, int kBlockN_, int kStages_, int kQStages_ = 1, bool kOverlap_ = true,
-          int kConsumers_ = 2>
+          int kConsumers_ = 2, int kCtasPerSm_ = 1>
 struct FwdTraits {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -38,6 +38,9 @@ struct FwdTraits {
   static constexpr bool overlaps(bool plain) { return kOverlap_ && (kHeadDim <= 128 || plain); }
   static constexpr int kConsumerThreads = 128 * kConsumers;
   static constexpr int kThreads = 128 + kConsumerThreads;
+  // CTAs an SM runs at once: two share its registers (__launch_bounds__) and shared memory, so one's
+  // GEMMs run under the other's softmax without a ping-pong (tiles for short rows).
+  static constexpr int kCtasPerSm = kCtasPerSm_;
   static_assert(kHeadDim % 32 == 0, "rows of whole 64-byte swizzle atoms (32 elements)");
 
   using TileShapeS = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;  // S = Q K^T: (M, N, K = d)
@@ -84,7 +87,8 @@ struct FwdTraits {
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
-  static constexpr int kSmemLimit = 227 * 1024;  // an sm90 block's shared memory
+  // An sm90 block's shared memory: 227 KiB of the SM's 228, and 1 KiB of those reserved a CTA.
+  static constexpr int kSmemLimit = (kCtasPerSm == 1 ? 227 : 228 / kCtasPerSm - 1) * 1024;
   static constexpr bool kTmaStoreO = (kHeadDim == 128 || kHeadDim == 64) &&
                                      kSmemBytesQKV + int(cosize_v<SmemLayoutO> * sizeof(Element)) <= kSmemLimit;
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));

@@ -10,7 +10,15 @@ namespace flashattn::sm90 {
 // accumulators: 240 with two consumer warpgroups (384 threads), 160 with three (512 threads: what a
 // 24-register producer leaves of 65536).
 constexpr int kProducerRegisters = 24;
-constexpr int consumer_registers_for(int threads) { return threads <= 384 ? 240 : 160; }
+// With kCtas CTAs an SM the launch allocation is 65536 / (kCtas threads), in granules of 8; the
+// consumers take what the producer frees, in granules of 8, at most 240.
+constexpr int registers_at_launch(int threads, int ctas = 1) { return 65536 / (threads * ctas) / 8 * 8; }
+constexpr int consumer_registers_for(int threads, int ctas = 1) {
+  const int free = (registers_at_launch(threads, ctas) * threads - 128 * kProducerRegisters) / (threads - 128) / 8 * 8;
+  return free < 240 ? free : 240;
+}
+static_assert(consumer_registers_for(384) == 240 && consumer_registers_for(512) == 160 &&
+              consumer_registers_for(384, 2) == 104, "two, three consumer warpgroups; two CTAs of two");
 
 // setmaxnreg moves registers only inside the CTA's launch allocation: kThreads times the count a
 // thread gets under __launch_bounds__(kThreads, 1) (65536 / kThreads, in granules of 8). If the
@@ -18,9 +26,9 @@ constexpr int consumer_registers_for(int threads) { return threads <= 384 ? 240 
 // does not warn (a 32-register producer hung every launch of a 384-thread kernel: 17408 registers
 // freed, 18432 asked).
 template <int kThreads, int kConsumerThreads, int kProducer = kProducerRegisters,
-          int kConsumer = consumer_registers_for(kThreads)>
+          int kConsumer = consumer_registers_for(kThreads), int kCtas = 1>
 constexpr bool register_split_fits() {
-  constexpr int at_launch = 65536 / kThreads / 8 * 8;
+  constexpr int at_launch = registers_at_launch(kThreads, kCtas);
   return (kThreads - kConsumerThreads) * kProducer + kConsumerThreads * kConsumer <= kThreads * at_launch;
 }
 static_assert(register_split_fits<384, 256, 24, 240>() && !register_split_fits<384, 256, 32, 240>(),
@@ -30,16 +38,18 @@ static_assert(register_split_fits<512, 384>() && !register_split_fits<512, 384, 
 
 template <typename Traits>
 __device__ __forceinline__ void producer_registers() {
-  static_assert(register_split_fits<Traits::kThreads, Traits::kConsumerThreads>(),
+  static_assert(register_split_fits<Traits::kThreads, Traits::kConsumerThreads, kProducerRegisters,
+                                    consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm), Traits::kCtasPerSm>(),
                 "the consumers' setmaxnreg would wait forever: more registers asked than the producer frees");
   cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
 }
 
 template <typename Traits>
 __device__ __forceinline__ void consumer_registers() {
-  static_assert(register_split_fits<Traits::kThreads, Traits::kConsumerThreads>(),
+  static_assert(register_split_fits<Traits::kThreads, Traits::kConsumerThreads, kProducerRegisters,
+                                    consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm), Traits::kCtasPerSm>(),
                 "the consumers' setmaxnreg would wait forever: more registers asked than the producer frees");
-  cutlass::arch::warpgroup_reg_alloc<consumer_registers_for(Traits::kThreads)>();
+  cutlass::arch::warpgroup_reg_alloc<consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm)>();
 }
 
 }  // namespace flashattn::sm90
