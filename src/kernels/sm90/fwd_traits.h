@@ -87,7 +87,8 @@ struct FwdTraits {
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
-  // An sm90 block's shared memory: 227 KiB of the SM's 228, and 1 KiB of those reserved a CTA.
+  // A block's shared memory on sm90: 227 KiB alone; with n CTAs an SM, 228 / n KiB less the 1 KiB
+  // the SM reserves for each.
   static constexpr int kSmemLimit = (kCtasPerSm == 1 ? 227 : 228 / kCtasPerSm - 1) * 1024;
   static constexpr bool kTmaStoreO = (kHeadDim == 128 || kHeadDim == 64) &&
                                      kSmemBytesQKV + int(cosize_v<SmemLayoutO> * sizeof(Element)) <= kSmemLimit;

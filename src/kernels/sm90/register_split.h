@@ -8,10 +8,10 @@ namespace flashattn::sm90 {
 
 // Registers a thread after the split: the producer only issues loads, the consumers hold the
 // accumulators: 240 with two consumer warpgroups (384 threads), 160 with three (512 threads: what a
-// 24-register producer leaves of 65536).
+// 24-register producer leaves of 65536), 104 with two where two CTAs share an SM.
 constexpr int kProducerRegisters = 24;
-// With kCtas CTAs an SM the launch allocation is 65536 / (kCtas threads), in granules of 8; the
-// consumers take what the producer frees, in granules of 8, at most 240.
+// A thread's registers at launch under __launch_bounds__(threads, ctas): 65536 / (ctas x threads),
+// in granules of 8. The consumers take what the producer frees, in granules of 8, at most 240.
 constexpr int registers_at_launch(int threads, int ctas = 1) { return 65536 / (threads * ctas) / 8 * 8; }
 constexpr int consumer_registers_for(int threads, int ctas = 1) {
   const int free = (registers_at_launch(threads, ctas) * threads - 128 * kProducerRegisters) / (threads - 128) / 8 * 8;
@@ -21,10 +21,9 @@ static_assert(consumer_registers_for(384) == 240 && consumer_registers_for(512) 
               consumer_registers_for(384, 2) == 104, "two, three consumer warpgroups; two CTAs of two");
 
 // setmaxnreg moves registers only inside the CTA's launch allocation: kThreads times the count a
-// thread gets under __launch_bounds__(kThreads, 1) (65536 / kThreads, in granules of 8). If the
-// consumers ask for more than the producer frees, their setmaxnreg.inc waits forever, and ptxas
-// does not warn (a 32-register producer hung every launch of a 384-thread kernel: 17408 registers
-// freed, 18432 asked).
+// thread gets at launch (registers_at_launch). If the consumers ask for more than the producer
+// frees, their setmaxnreg.inc waits forever, and ptxas does not warn (a 32-register producer hung
+// every launch of a 384-thread kernel: 17408 registers freed, 18432 asked).
 template <int kThreads, int kConsumerThreads, int kProducer = kProducerRegisters,
           int kConsumer = consumer_registers_for(kThreads), int kCtas = 1>
 constexpr bool register_split_fits() {
