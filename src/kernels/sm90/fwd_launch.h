@@ -124,6 +124,15 @@ Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
   return Status::Ok();
 }
 
+// The plain variant of a tile: with the TMA-store epilogue where the tile has one and the call
+// allows it, else O from registers.
+template <typename Traits>
+Status launch_plain_fwd(const FwdCall& call, cudaStream_t stream, bool tma_store) {
+  if constexpr (Traits::kTmaStoreO)
+    if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
+  return launch_fwd<Traits, false, false, false>(call, stream);
+}
+
 template <int kDtype, int kHeadDim>
 Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   using Element = typename sm80::ElementOf<kDtype>::type;
@@ -157,12 +166,8 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   // long one takes this tile too, and pays for its 192-row blocks at their ends).
   using Long = typename Tile::long_keys;
   if constexpr (!std::is_void_v<Long>)
-    if (keys_per_row >= Tile::kLongFrom)
-      return tma_store ? launch_fwd<Long, false, false, Long::kTmaStoreO>(call, stream)
-                       : launch_fwd<Long, false, false, false>(call, stream);
-  if constexpr (Traits::kTmaStoreO)
-    if (tma_store) return launch_fwd<Traits, false, false, true>(call, stream);
-  return launch_fwd<Traits, false, false, false>(call, stream);
+    if (keys_per_row >= Tile::kLongFrom) return launch_plain_fwd<Long>(call, stream, tma_store);
+  return launch_plain_fwd<Traits>(call, stream, tma_store);
 }
 
 }  // namespace flashattn::sm90

@@ -35,20 +35,25 @@ static_assert(register_split_fits<384, 256, 24, 240>() && !register_split_fits<3
 static_assert(register_split_fits<512, 384>() && !register_split_fits<512, 384, 24, 168>(),
               "three consumer warpgroups: 160 registers fit, the next granule does not");
 
+// A kernel's split, from its traits (kThreads, kConsumerThreads, kCtasPerSm).
+template <typename Traits>
+constexpr int kConsumerRegisters = consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm);
+template <typename Traits>
+constexpr bool kSplitFits = register_split_fits<Traits::kThreads, Traits::kConsumerThreads, kProducerRegisters,
+                                                kConsumerRegisters<Traits>, Traits::kCtasPerSm>();
+
 template <typename Traits>
 __device__ __forceinline__ void producer_registers() {
-  static_assert(register_split_fits<Traits::kThreads, Traits::kConsumerThreads, kProducerRegisters,
-                                    consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm), Traits::kCtasPerSm>(),
+  static_assert(kSplitFits<Traits>,
                 "the consumers' setmaxnreg would wait forever: more registers asked than the producer frees");
   cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
 }
 
 template <typename Traits>
 __device__ __forceinline__ void consumer_registers() {
-  static_assert(register_split_fits<Traits::kThreads, Traits::kConsumerThreads, kProducerRegisters,
-                                    consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm), Traits::kCtasPerSm>(),
+  static_assert(kSplitFits<Traits>,
                 "the consumers' setmaxnreg would wait forever: more registers asked than the producer frees");
-  cutlass::arch::warpgroup_reg_alloc<consumer_registers_for(Traits::kThreads, Traits::kCtasPerSm)>();
+  cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters<Traits>>();
 }
 
 }  // namespace flashattn::sm90
