@@ -70,6 +70,43 @@ CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& 
   }
 }
 
+// What a consumer warpgroup with no rows in a tile does in it (fwd_kernel): it waits for and
+// releases the tile's K/V stages in the computing consumers' order and takes its turns in the
+// ping-pong ring (`turn`: wait for it, pass it on) where the tile has one, one a GEMM issue of
+// theirs (key blocks + 1), so that every barrier's count stays whole.
+template <bool kOverlap, typename Pipeline, typename State, typename Turn>
+__device__ __forceinline__ State pass_tile_stages(Pipeline& pipeline_k, Pipeline& pipeline_v, State state,
+                                                  BlockRange keys, Turn const& turn) {
+  if constexpr (!kOverlap) {
+    for (int n = keys.end - 1; n >= keys.begin; --n) {
+      pipeline_k.consumer_wait(state);
+      pipeline_k.consumer_release(state);
+      pipeline_v.consumer_wait(state);
+      pipeline_v.consumer_release(state);
+      ++state;
+    }
+  } else if (keys.end > keys.begin) {
+    pipeline_k.consumer_wait(state);
+    turn();
+    pipeline_k.consumer_release(state);
+    for (int n = keys.end - 2; n >= keys.begin; --n) {
+      State next = state;
+      ++next;
+      pipeline_k.consumer_wait(next);
+      pipeline_v.consumer_wait(state);
+      turn();
+      pipeline_k.consumer_release(next);
+      pipeline_v.consumer_release(state);
+      state = next;
+    }
+    pipeline_v.consumer_wait(state);
+    turn();
+    pipeline_v.consumer_release(state);
+    ++state;
+  }
+  return state;
+}
+
 // kDropout and kTransform (softcap or ALiBi) are compile-time so the common path carries neither.
 // kTmaStore: O leaves through shared memory and TMA (the launcher picks it where it can: no varlen,
 // out aligned, Traits::kTmaStoreO); the other variants store O from registers. One epilogue path a
@@ -216,7 +253,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   constexpr int kBarrierVote = 5;  // hardware id, + consumer
   static_assert(kBarrierVote + kConsumers <= 8, "the vote's hardware barriers stay below NamedBarrier's");
   consumer_registers<Traits>();
-  const int tid = threadIdx.x - 128, consumer = warp_group - 1;  // consumer: its 64 rows of the tile
+  // consumer: its 64 rows of the tile. Warp-uniform as the compiler sees it (lane 0's, broadcast):
+  // from threadIdx alone, the branch on it for a consumer with no rows (below) counted as divergent,
+  // and the three-consumer d64 tile spilled 136 bytes in its key-block loop, the d256 one 116 (ptxas -v).
+  const int tid = threadIdx.x - 128, consumer = cutlass::canonical_warp_group_idx() - 1;
   typename Traits::TiledMmaS mma_s;
   typename Traits::TiledMmaO mma_o;
   auto thr_s = mma_s.get_thread_slice(tid);
@@ -251,7 +291,23 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
 
   for (int t = first_tile(blockIdx.x); t < params.num_tiles; t = next_tile(t, gridDim.x)) {
     const Tile tile = tile_at(t);
-    if (!tile_exists(tile)) continue;
+    // A consumer whose 64 rows all lie past the sequence's end (the last query block where seqlen_q
+    // is not a multiple of kBlockM: at 1k keys the three-consumer tile's sixth block has 64 rows)
+    // computes nothing and stores nothing; it releases Q and passes the tile's stages and turns on.
+    // Consumer 0 has rows in every tile that exists.
+    if (tile.m_block * kBlockM + 64 * consumer >= tile.si.seqlen_q) {
+      if (tile_exists(tile)) {
+        cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q[q_loads % Traits::kQStages],
+                                                       (q_loads / Traits::kQStages) & 1);
+        ++q_loads;
+        release_q();
+        state = pass_tile_stages<kOverlap>(pipeline_k, pipeline_v, state, tile.keys, [&] {
+          turn_wait();
+          turn_pass();
+        });
+      }
+      continue;
+    }
     const int m_block = tile.m_block, h = tile.h, b = tile.b;
     const SeqInfo& si = tile.si;
     const BlockRange& keys = tile.keys;
