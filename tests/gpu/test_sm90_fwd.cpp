@@ -125,6 +125,41 @@ TEST(Sm90FwdVarlen, LongRowsMatchFp64Reference) {
   }
 }
 
+// Tiles where consumer warpgroups have no rows (the sequence ends within the first 64 or 128 rows
+// of the d64 three-consumer tile's 192) skip their GEMMs and only pass the K/V stages and the
+// ping-pong turns on. With 50 query rows and 192 heads every tile has two such consumers and each
+// CTA walks several tiles; varlen mixes tiles with zero, one and two of them, causal and not.
+TEST(Sm90FwdIdleConsumers, MatchFp64Reference) {
+  FLASHATTN_REQUIRE_GPU();
+  if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
+  if (!bucket_built(64)) GTEST_SKIP() << "the d64 bucket is not built";
+  for (const bool causal : {false, true}) {
+    Case c;
+    c.name = causal ? "idle_consumers_causal_d64" : "idle_consumers_d64";
+    c.dtype = FLASHATTN_BFLOAT16;
+    c.head_dim = 64;
+    c.batch = 4;
+    c.nheads = c.nheads_k = 48;
+    c.seqlen_q = 50;
+    c.seqlen_k = 1000;
+    c.causal = causal;
+    SCOPED_TRACE(c.name);
+    check_forward_case(c, Backend::kSm90);
+
+    Case v;
+    v.name = causal ? "idle_consumers_varlen_causal_d64" : "idle_consumers_varlen_d64";
+    v.dtype = FLASHATTN_BFLOAT16;
+    v.head_dim = 64;
+    v.nheads = 4;
+    v.nheads_k = 4;
+    v.seqlens_q = {5, 70, 130, 1, 200, 64};
+    v.seqlens_k = {1500, 900, 1300, 1000, 1100, 800};
+    v.causal = causal;
+    SCOPED_TRACE(v.name);
+    check_forward_case(v, Backend::kSm90);
+  }
+}
+
 // Calls the Hopper kernel cannot take are refused by name under BACKEND_SM90 (AUTO falls back).
 TEST(Sm90FwdScope, UncoveredCallsSayNotSupported) {
   FLASHATTN_REQUIRE_GPU();
