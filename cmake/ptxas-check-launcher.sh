@@ -5,8 +5,8 @@
 # register spills or local memory too, except in the backward's dropout and softcap/ALiBi variants
 # (template flags Lb1E), where a few hundred bytes of spills remain at d = 128 (warnings in the log),
 # and in the forward's three-consumer tile without dropout or transform (Li3ELi1EEELb0ELb0E: 8 B with
-# the fast softmax, which still measured 5-8% faster at d64, bench/NOTES.md, session 19; a few
-# bytes more in its variant that stores O from registers, for varlen).
+# the fast softmax, which still measured 5-8% faster at d64, bench/NOTES.md, session 19; 4 B in its
+# TMA-store variant and none in the one that stores O from registers since session 21).
 out=$("$@" 2>&1)
 rc=$?
 [ -n "$out" ] && printf '%s\n' "$out" >&2

@@ -122,8 +122,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   constexpr bool kOverlap = Traits::overlaps(!kDropout && !kTransform);
   // The key-block loop's softmax without row maxima where the registers allow (scores_to_probs_fast;
   // with it, d256 and the variant with both dropout and a transform spill). The three-warpgroup d64
-  // tile (160 registers) spills 8 B with it and is still 5-8% faster (bench/NOTES.md, session 19);
-  // cmake/ptxas-check-launcher.sh exempts that kernel.
+  // tile (160 registers) spilled 8 B with it and was still 5-8% faster (bench/NOTES.md, session 19;
+  // 4 B since session 21); cmake/ptxas-check-launcher.sh exempts that kernel.
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
   using Pipeline = typename Traits::Pipeline;
   using SharedStorage = typename Traits::SharedStorage;
