@@ -127,8 +127,9 @@ TEST(Sm90FwdVarlen, LongRowsMatchFp64Reference) {
 
 // Tiles where consumer warpgroups have no rows (the sequence ends within the first 64 or 128 rows
 // of the d64 three-consumer tile's 192) skip their GEMMs and only pass the K/V stages and the
-// ping-pong turns on. With 50 query rows and 192 heads every tile has two such consumers and each
-// CTA walks several tiles; varlen mixes tiles with zero, one and two of them, causal and not.
+// ping-pong turns on. With 50 query rows and 192 heads every tile has two such consumers, and on a
+// 132-SM card 60 CTAs walk two such tiles in a row; varlen mixes tiles with zero, one and two of
+// them; causal and not.
 TEST(Sm90FwdIdleConsumers, MatchFp64Reference) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
