@@ -103,6 +103,17 @@ TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
   }
 }
 
+// A bf16 d64 case named `stem` (`_causal` when causal, then `_d64`) for the tile tests below; each
+// sets its shape.
+Case d64_case(const std::string& stem, bool causal) {
+  Case c;
+  c.name = stem + (causal ? "_causal" : "") + "_d64";
+  c.dtype = FLASHATTN_BFLOAT16;
+  c.head_dim = 64;
+  c.causal = causal;
+  return c;
+}
+
 // Varlen rows long enough for the d64 three-consumer tile, which then stores O from registers (no
 // TMA box bounds a packed sequence): 192-row blocks that straddle sequence ends, an empty sequence,
 // causal and not.
@@ -111,15 +122,11 @@ TEST(Sm90FwdVarlen, LongRowsMatchFp64Reference) {
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
   if (!bucket_built(64)) GTEST_SKIP() << "the d64 bucket is not built";
   for (const bool causal : {false, true}) {
-    Case c;
-    c.name = causal ? "varlen_long_causal_d64" : "varlen_long_d64";
-    c.dtype = FLASHATTN_BFLOAT16;
-    c.head_dim = 64;
+    Case c = d64_case("varlen_long", causal);
     c.nheads = 4;
     c.nheads_k = 2;
     c.seqlens_q = {900, 0, 1700, 333};
     c.seqlens_k = {1000, 7, 1800, 333};
-    c.causal = causal;
     SCOPED_TRACE(c.name);
     check_forward_case(c, Backend::kSm90);
   }
@@ -135,27 +142,19 @@ TEST(Sm90FwdIdleConsumers, MatchFp64Reference) {
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
   if (!bucket_built(64)) GTEST_SKIP() << "the d64 bucket is not built";
   for (const bool causal : {false, true}) {
-    Case c;
-    c.name = causal ? "idle_consumers_causal_d64" : "idle_consumers_d64";
-    c.dtype = FLASHATTN_BFLOAT16;
-    c.head_dim = 64;
+    Case c = d64_case("idle_consumers", causal);
     c.batch = 4;
     c.nheads = c.nheads_k = 48;
     c.seqlen_q = 50;
     c.seqlen_k = 1000;
-    c.causal = causal;
     SCOPED_TRACE(c.name);
     check_forward_case(c, Backend::kSm90);
 
-    Case v;
-    v.name = causal ? "idle_consumers_varlen_causal_d64" : "idle_consumers_varlen_d64";
-    v.dtype = FLASHATTN_BFLOAT16;
-    v.head_dim = 64;
+    Case v = d64_case("idle_consumers_varlen", causal);
     v.nheads = 4;
     v.nheads_k = 4;
     v.seqlens_q = {5, 70, 130, 1, 200, 64};
     v.seqlens_k = {1500, 900, 1300, 1000, 1100, 800};
-    v.causal = causal;
     SCOPED_TRACE(v.name);
     check_forward_case(v, Backend::kSm90);
   }

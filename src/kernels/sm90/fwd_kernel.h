@@ -276,7 +276,14 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   Tensor tOrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
   cutlass::PipelineState<Traits::kStages> state;
   int q_loads = 0;
-  // Each consumer thread arrives once per tile, when its last S = Q K^T has retired.
+  // A tile's Q landed (its buffer, then the count of loads waited for, moves on).
+  auto wait_q = [&] {
+    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q[q_loads % Traits::kQStages],
+                                                   (q_loads / Traits::kQStages) & 1);
+    ++q_loads;
+  };
+  // Each consumer thread arrives once per tile, when its last S = Q K^T has retired (a consumer with
+  // no rows in the tile: as soon as Q has landed).
   auto release_q = [&] { cutlass::arch::ClusterBarrier::arrive(&shared.barrier_q_free[(q_loads - 1) % Traits::kQStages]); };
 
   // Ping-pong turns (the overlap path below): consumer c waits on named barrier 1 + c, which its
@@ -297,9 +304,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     // Consumer 0 has rows in every tile that exists.
     if (tile.m_block * kBlockM + 64 * consumer >= tile.si.seqlen_q) {
       if (tile_exists(tile)) {
-        cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q[q_loads % Traits::kQStages],
-                                                       (q_loads / Traits::kQStages) & 1);
-        ++q_loads;
+        wait_q();
         release_q();
         state = pass_tile_stages<kOverlap>(pipeline_k, pipeline_v, state, tile.keys, [&] {
           turn_wait();
@@ -400,8 +405,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       warpgroup_commit_batch();
     };
 
-    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q[q_stage], (q_loads / Traits::kQStages) & 1);
-    ++q_loads;
+    wait_q();
     if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
     if constexpr (!kOverlap) {
       // One key block at a time (used where the overlap's second S accumulator does not fit).
