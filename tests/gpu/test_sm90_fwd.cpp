@@ -17,11 +17,11 @@ std::vector<KernelCase> sm90_cases() {
                        {200, 333, 40, false}, {64, 1, 96, true}, {1, 300, 128, false}, {257, 129, 256, true},
                        {1000, 3000, 64, true},
                        // Tiles by the keys a row sees (fwd_launch.h): d64 takes three consumer
-                       // warpgroups from 769 keys and one block at a time up to 768 (two with the
-                       // overlap where the TMA store is not allowed: varlen), d256 above 512 keys
-                       // its 80-key blocks (64 below).
+                       // warpgroups from 769 keys on average or where every row sees 512, and two
+                       // CTAs an SM below (two warpgroups with the overlap where the TMA store is
+                       // not allowed: varlen), d256 above 512 keys its 80-key blocks (64 below).
                        {300, 4100, 64, false}, {200, 5000, 64, true}, {77, 2500, 64, false, FLASHATTN_FLOAT16},
-                       {150, 1200, 64, false},
+                       {150, 1200, 64, false}, {200, 600, 64, false},
                        {300, 1100, 256, false}, {100, 2000, 256, true, FLASHATTN_FLOAT16},
                        // Head dims below their bucket's width through the epilogue from registers
                        // (d96 and d256 have no TMA store): O's columns one by one.

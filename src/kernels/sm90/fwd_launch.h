@@ -22,8 +22,8 @@ namespace flashattn::sm90 {
 // at d256, 80-key blocks (with the overlap of the plain variant) beat 64 by 10-26% from 8k and
 // 3-5% at 2k, and lose 8-12% at 512 (a 512-key row ends in a 32-key block) (session 9, H100);
 // d96 and d192 follow their neighbours (not tuned yet); d192/d256 have no room for a second Q.
-// Tiles by the keys a query row sees on average (mean_keys_per_row: under the causal mask about
-// half of seqlen_k), for the variant without dropout, softcap or ALiBi (void: none):
+// Tiles by the keys a query row sees (row_keys: on average under the causal mask about half of
+// seqlen_k), for the variant without dropout, softcap or ALiBi (void: none):
 // `long_keys` from kLongFrom keys, with the TMA store only. At d64, three consumer warpgroups (192
 //   query rows, 128-key blocks) against two with 192-key blocks (session 13, H100): +4% at 2k, +14%
 //   at 4k, +6-7% at 8k-16k non-causal, +5-7% causal 4k-16k (each softmax hides under two other
@@ -34,7 +34,10 @@ namespace flashattn::sm90 {
 //   fast softmax in this tile (session 19, H100), it took rows from 1k keys: against the short tile
 //   +13% at 1k; against two warpgroups with the overlap +9% causal 2k (rows of 1025 keys) and
 //   +18-19% at 1.25k; -2% causal 1k (rows of 513 keys, left to the short tile). No tile of two
-//   warpgroups with the overlap is left here for the plain variant with the TMA store.
+//   warpgroups with the overlap is left here for the plain variant with the TMA store. Session 21
+//   (H100), after the consumers with no rows skip their GEMMs: against the two-CTA short tile +5%
+//   at 512 and +13% at 768 non-causal, -6% causal 1k (rows of 9 to 1024 keys), -1% causal 1.5k;
+//   so it also takes rows where every row sees at least kLongFromFewest keys.
 // `short_keys` up to kShortUpTo keys (session 11, H100). At d256, 64-key blocks one at a time
 //   against the 80-key overlap: +6% at 512, +11% at 512 causal, +1% at 1k causal, -6% at 1k. At
 //   d64, the 128-key tile without the overlap: +6% at 512 and 1k, +2-6% causal 512-2k; at d128 the
@@ -45,7 +48,7 @@ template <typename Traits>
 struct OneFwdTile {
   using type = Traits;
   using long_keys = void;
-  static constexpr int kLongFrom = 0;
+  static constexpr int kLongFrom = 0, kLongFromFewest = 0;
   using short_keys = void;
   static constexpr int kShortUpTo = 0;
 };
@@ -54,7 +57,7 @@ struct FwdTile;
 template <typename E>
 struct FwdTile<E, 64> : OneFwdTile<FwdTraits<E, 64, 128, 3, 2>> {
   using long_keys = FwdTraits<E, 64, 128, 3, 2, true, 3>;
-  static constexpr int kLongFrom = 769;
+  static constexpr int kLongFrom = 769, kLongFromFewest = 512;
   using short_keys = FwdTraits<E, 64, 64, 3, 2, false, 2, 2>;
   static constexpr int kShortUpTo = 768;
 };
@@ -70,18 +73,23 @@ struct FwdTile<E, 256> : OneFwdTile<FwdTraits<E, 256, 80, 2>> {
   static constexpr int kShortUpTo = 512;
 };
 
-// The keys a query row sees on average under the window (visible_keys; causal is right = 0): 64
-// rows sampled evenly; it only picks a tile, so an estimate serves. Varlen: of a sequence of the
-// longest lengths.
-inline int mean_keys_per_row(const Problem& p) {
+// The keys a query row sees under the window (visible_keys; causal is right = 0), on average and
+// at the fewest, over 64 rows sampled evenly; they only pick a tile, so an estimate serves. Varlen:
+// of a sequence of the longest lengths.
+struct RowKeys {
+  int mean, fewest;
+};
+inline RowKeys row_keys(const Problem& p) {
   constexpr int kSamples = 64;
   int64_t keys = 0;
+  int fewest = p.seqlen_k;
   for (int s = 0; s < kSamples; ++s) {
     const int row = int(int64_t(p.seqlen_q) * (2 * s + 1) / (2 * kSamples));
     const KeyRange range = visible_keys(p, row, p.seqlen_q, p.seqlen_k);
     keys += range.hi - range.lo;
+    fewest = std::min(fewest, std::max(0, range.hi - range.lo));
   }
-  return static_cast<int>(keys / kSamples);
+  return {static_cast<int>(keys / kSamples), fewest};
 }
 
 // One variant's launch: TMA descriptors for its tile, then a persistent grid.
@@ -155,18 +163,21 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   const RowStrides& os = call.out_stride;
   const bool tma_store = !p.varlen && reinterpret_cast<uintptr_t>(call.out) % 16 == 0 && os.row % 8 == 0 &&
                          os.head % 8 == 0 && os.batch % 8 == 0;
-  const int keys_per_row = mean_keys_per_row(p);
+  const RowKeys keys = row_keys(p);
+  // The long-key tile: from kLongFrom keys a row on average, or where every row sees
+  // kLongFromFewest; with the TMA store where the call allows it, else O from registers (varlen,
+  // whose keys are of the longest sequence's lengths: a batch of short sequences beside a long one
+  // takes this tile too).
+  using Long = typename Tile::long_keys;
+  const bool long_rows =
+      !std::is_void_v<Long> && (keys.mean >= Tile::kLongFrom || keys.fewest >= Tile::kLongFromFewest);
   // The short-key tile: with the TMA store where it has one (and only where the call allows it).
   using Short = typename Tile::short_keys;
   if constexpr (!std::is_void_v<Short>)
-    if (keys_per_row <= Tile::kShortUpTo && (tma_store || !Short::kTmaStoreO))
+    if (!long_rows && keys.mean <= Tile::kShortUpTo && (tma_store || !Short::kTmaStoreO))
       return launch_fwd<Short, false, false, Short::kTmaStoreO>(call, stream);
-  // The long-key tile: with the TMA store where the call allows it, else O from registers (varlen,
-  // whose keys_per_row is of the longest sequence's lengths: a batch of short sequences beside a
-  // long one takes this tile too, and pays for its 192-row blocks at their ends).
-  using Long = typename Tile::long_keys;
   if constexpr (!std::is_void_v<Long>)
-    if (keys_per_row >= Tile::kLongFrom) return launch_plain_fwd<Long>(call, stream, tma_store);
+    if (long_rows) return launch_plain_fwd<Long>(call, stream, tma_store);
   return launch_plain_fwd<Traits>(call, stream, tma_store);
 }
 
