@@ -85,9 +85,10 @@ inline RowKeys row_keys(const Problem& p) {
   int fewest = p.seqlen_k;
   for (int s = 0; s < kSamples; ++s) {
     const int row = int(int64_t(p.seqlen_q) * (2 * s + 1) / (2 * kSamples));
-    const KeyRange range = visible_keys(p, row, p.seqlen_q, p.seqlen_k);
-    keys += range.hi - range.lo;
-    fewest = std::min(fewest, std::max(0, range.hi - range.lo));
+    const KeyRange range = visible_keys(p, row, p.seqlen_q, p.seqlen_k);  // hi >= lo
+    const int seen = range.hi - range.lo;
+    keys += seen;
+    fewest = std::min(fewest, seen);
   }
   return {static_cast<int>(keys / kSamples), fewest};
 }
