@@ -143,15 +143,28 @@ struct OnlineSoftmax {
   // logsumexp in natural log (+inf for a row that saw no key).
   template <typename AccO>
   __device__ void finish(AccO& acc_o, float out_scale, float (&lse)[kRows]) {
+    float inv[kRows];
+    finish_rows(out_scale, inv, lse);
+    normalize(acc_o, inv);
+  }
+  // The part of finish() that does not read O, so it can run while the last P V GEMM does: per
+  // row, the factor O is multiplied by, and lse.
+  __device__ void finish_rows(float out_scale, float (&inv)[kRows], float (&lse)[kRows]) const {
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       float sum = row_sum[r];
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inv = sum == 0.f ? 0.f : out_scale / sum;
-      CUTE_UNROLL
-      for (int c = 0; c < size<1>(acc_o); ++c) acc_o(r, c) *= inv;
+      inv[r] = sum == 0.f ? 0.f : out_scale / sum;
       lse[r] = sum == 0.f ? INFINITY : (row_max[r] * scale_log2 + log2f(sum)) * float(M_LN2);
+    }
+  }
+  template <typename AccO>
+  __device__ static void normalize(AccO& acc_o, const float (&inv)[kRows]) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(acc_o); ++c) acc_o(r, c) *= inv[r];
     }
   }
 };

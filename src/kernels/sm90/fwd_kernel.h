@@ -125,6 +125,12 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   // tile (160 registers) spilled 8 B with it and was still 5-8% faster (bench/NOTES.md, session 19;
   // 4 B since session 21); cmake/ptxas-check-launcher.sh exempts that kernel.
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
+  // The end of a tile's work that does not need O (row sums to factors and lse, the next tile's
+  // coordinates) under its last P V GEMM (below), where O leaves from registers (varlen, d <= 128):
+  // d128 varlen +2-5%, the next tile's cu_seqlens loads off the path between two tiles' GEMMs. With
+  // the TMA store (fixed lengths) it measured no gain, and the three-consumer d64 tile and d256
+  // spilled with it (bench/NOTES.md, session 23).
+  constexpr bool kTailUnderLastO = kOverlap && Traits::kConsumers == 2 && !kTmaStore && kHeadDim <= 128;
   using Pipeline = typename Traits::Pipeline;
   using SharedStorage = typename Traits::SharedStorage;
   extern __shared__ __align__(1024) char sm90_smem[];
@@ -296,8 +302,15 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
   if (kOverlap && consumer == kLast) turn_pass();
 
-  for (int t = first_tile(blockIdx.x); t < params.num_tiles; t = next_tile(t, gridDim.x)) {
-    const Tile tile = tile_at(t);
+  // The next tile's coordinates are worked out under the last P V GEMM of this one (where the tile
+  // has the overlap and keys), not between two tiles' GEMMs, where the divisions (and with varlen
+  // the cu_seqlens loads) took ~600 cycles a tile (timeline probe, bench/NOTES.md, session 23).
+  // (Elsewhere, at the three-consumer tile's registers, each tile's at its start.)
+  Tile tile = kTailUnderLastO && first_tile(blockIdx.x) < params.num_tiles ? tile_at(first_tile(blockIdx.x)) : Tile{};
+  for (int t = first_tile(blockIdx.x); t < params.num_tiles;) {
+    if constexpr (!kTailUnderLastO) tile = tile_at(t);
+    const int t_next = next_tile(t, gridDim.x);
+    auto upcoming_tile = [&]() CUTLASS_LAMBDA_FUNC_INLINE { return t_next < params.num_tiles ? tile_at(t_next) : tile; };
     // A consumer whose 64 rows all lie past the sequence's end (the last query block where seqlen_q
     // is not a multiple of kBlockM: at 1k keys the three-consumer tile's sixth block has 64 rows)
     // computes nothing and stores nothing; it releases Q and passes the tile's stages and turns on.
@@ -311,12 +324,17 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
           turn_pass();
         });
       }
+      if constexpr (kTailUnderLastO) tile = upcoming_tile();
+      t = t_next;
       continue;
     }
+    Tile upcoming = tile;  // set below
     const int m_block = tile.m_block, h = tile.h, b = tile.b;
     const SeqInfo& si = tile.si;
     const BlockRange& keys = tile.keys;
     const int q_stage = q_loads % Traits::kQStages;
+    const float out_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
+    float inv[kRows], lse[kRows];  // finish: the factor a row of O takes, and its lse
     clear(acc_o);
     const int m0 = m_block * kBlockM;
     sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left,       p.window_right,
@@ -479,16 +497,27 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       turn_wait();
       issue_o(state.index());
       turn_pass();
+      // Under the last P V GEMM: what finish and the epilogue need that is not O, and the next
+      // tile's coordinates (not at the three-consumer tile's 160 registers: 252 B of spills).
+      if constexpr (kTailUnderLastO) {
+        softmax.finish_rows(out_scale, inv, lse);
+        upcoming = upcoming_tile();
+        keep_before_wait(inv[0] + lse[0] +
+                             float(upcoming.m_block + upcoming.h + upcoming.b + upcoming.keys.begin +
+                                   upcoming.keys.end + upcoming.si.seqlen_q + upcoming.si.seqlen_k),
+                         &shared.tile_wait_anchor);  // else ptxas waits first
+      }
       warpgroup_wait<0>();
       warpgroup_fence_operand(acc_o);
       pipeline_v.consumer_release(state);
       ++state;
     }
+    const bool rows_finished = kTailUnderLastO && keys.end > keys.begin;  // finish_rows above
+    if (!rows_finished) softmax.finish_rows(out_scale, inv, lse);
 
-    float lse[kRows];
-    softmax.finish(acc_o_rc, kDropout ? 1.f / (1.f - p.dropout_p) : 1.f, lse);
-
+    softmax.normalize(acc_o_rc, inv);
     Tensor cO_rc = cute::make_tensor(tOcO.data(), rowcol(tOcO.layout()));
+
     if constexpr (kTmaStore) {
       static_assert(Traits::kTmaStoreO, "no shared memory for O in this tile");
       sm80::store_lse(call, si, b, h, m0, tid, cO_rc, lse);
@@ -519,6 +548,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       // (bench/NOTES.md, session 14).
       sm80::store_out_lse<Element, 2>(call, si, b, h, m0, tid, acc_o_rc, cO_rc, lse);
     }
+    if constexpr (kTailUnderLastO) tile = rows_finished ? upcoming : upcoming_tile();
+    t = t_next;
   }  // tiles
   if (kOverlap && consumer == 0) turn_wait();  // the last consumer's last pass
   if (kTmaStore && thread_in_group == 0) tma_store_wait<0>();  // sO stays until it is read

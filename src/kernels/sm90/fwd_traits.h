@@ -115,6 +115,8 @@ struct FwdTraits {
     alignas(8) uint64_t barrier_q[kQStages];       // Q landed (TMA transaction count)
     alignas(8) uint64_t barrier_q_free[kQStages];  // the consumers are done reading Q
     float wait_anchor;                              // never written (keep_before_wait)
+    float tile_wait_anchor;                         // another (a store to a word that a later
+                                                    // store overwrites may be dropped)
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static_assert(kSmemBytes <= kSmemLimit, "more shared memory than an sm90 block may have");
