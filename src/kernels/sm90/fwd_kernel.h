@@ -302,10 +302,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
   if (kOverlap && consumer == kLast) turn_pass();
 
-  // The next tile's coordinates are worked out under the last P V GEMM of this one (where the tile
-  // has the overlap and keys), not between two tiles' GEMMs, where the divisions (and with varlen
-  // the cu_seqlens loads) took ~600 cycles a tile (timeline probe, bench/NOTES.md, session 23).
-  // (Elsewhere, at the three-consumer tile's registers, each tile's at its start.)
+  // With kTailUnderLastO the next tile's coordinates are worked out under the last P V GEMM of this
+  // one (where the tile has keys), not between two tiles' GEMMs, where the divisions and varlen's
+  // cu_seqlens loads took ~600 cycles a tile (timeline probe, bench/NOTES.md, session 23); without
+  // it, each tile's at its start.
   Tile tile = kTailUnderLastO && first_tile(blockIdx.x) < params.num_tiles ? tile_at(first_tile(blockIdx.x)) : Tile{};
   for (int t = first_tile(blockIdx.x); t < params.num_tiles;) {
     if constexpr (!kTailUnderLastO) tile = tile_at(t);
@@ -497,8 +497,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       turn_wait();
       issue_o(state.index());
       turn_pass();
-      // Under the last P V GEMM: what finish and the epilogue need that is not O, and the next
-      // tile's coordinates (not at the three-consumer tile's 160 registers: 252 B of spills).
+      // Under the last P V GEMM: what finish needs that is not O, and the next tile's coordinates.
       if constexpr (kTailUnderLastO) {
         softmax.finish_rows(out_scale, inv, lse);
         upcoming = upcoming_tile();
