@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiler launcher of the sm90a objects: runs the compile, shows its output, and fails it (deleting
-# the object) when ptxas reports serialized wgmma (C7510, C7512, C7514), waits it had to inject (C7517) or an
+# the object) when ptxas reports serialized wgmma (C7510, C7512, C7514, C7515, C7519, C7520: each says
+# "wgmma.mma_async instructions are serialized"), waits it had to inject (C7517) or an
 # ignored setmaxnreg (C7508, C7509): each is a silent slowdown, not an error, to ptxas. It fails on
 # register spills or local memory too, except in the backward's dropout and softcap/ALiBi variants
 # (template flags Lb1E), where a few hundred bytes of spills remain at d = 128 (warnings in the log),
@@ -18,9 +19,9 @@ fail() {
     prev=$arg
   done
 }
-if printf '%s' "$out" | grep -qE '\(C75(08|09|10|12|14|17)\)'; then
+if printf '%s' "$out" | grep -qE '\(C75(08|09|10|12|14|15|17|19|20)\)'; then
   fail "$@"
-  echo "ptxas-check: the messages above (C7508/C7509/C7510/C7512/C7514/C7517) fail this Hopper object" >&2
+  echo "ptxas-check: the messages above (C7508/C7509/C7510/C7512/C7514/C7515/C7517/C7519/C7520) fail this Hopper object" >&2
   exit 1
 fi
 if printf '%s\n' "$out" | grep -E 'Registers are spilled|Local memory used' | grep -vqE 'bwd_kernel.*Lb1E|fwd_kernel.*Li3ELi1EEELb0ELb0E'; then
