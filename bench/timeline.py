@@ -3,7 +3,9 @@
 
 The probe makes CTA 0 of the sixth launch of the Hopper forward record clock64() at events of its
 producer thread and of warp 0 of each consumer warpgroup, and prints them as `TL role event n clock`
-lines (role 0 the producer, 1 + c consumer c). Usage, on the device (after `git apply` of the probe):
+lines (role 0 the producer, 1 + c consumer c). The patch applies to d70f136's fwd_kernel.h (the
+kernel before session 23's tail change); on a later tree, put that file in place first. Usage, on
+the device (after `git apply` of the probe):
   flashattn_bench --backend sm90 --pass fwd --headdims 128 --seqlens 2048 --causal 0 > tl.txt
   python3 bench/timeline.py tl.txt [FROM_CYCLE [TO_CYCLE]]
 Each line: cycles since the first event, the role, the event, its key block (or tile), and the
