@@ -65,14 +65,17 @@ void check_layouts() {
         if (c % 2 == 0) EXPECT_EQ(get<1>(cO_rc(r, c + 1)), get<1>(cO_rc(r, c)) + 1) << "thread " << t << " col " << c;
         if (c > 0) EXPECT_GT(get<1>(cO_rc(r, c)), get<1>(cO_rc(r, c - 1))) << "thread " << t << " col " << c;
       }
-    // The TMA-store epilogue partitions a warpgroup's O with the one-warpgroup TiledMmaOHalf: each
-    // value is where TiledMmaO has it, 64 rows down for each warpgroup after the first.
-    Tensor cOh = typename Traits::TiledMmaOHalf{}.get_thread_slice(t % 128).partition_C(
-        make_identity_tensor(Shape<_64, Int<kHeadDim>>{}));
-    ASSERT_EQ(int(size(cOh)), int(size(cO)));
+    // The TMA-store epilogue partitions a warpgroup's O with the one-warpgroup TiledMmaOStore,
+    // kOCols columns a pass: value i of pass k's fragment is value (its size) k + i of TiledMmaO's,
+    // 64 rows down for each warpgroup after the first and kOCols k columns right.
+    constexpr int kOCols = Traits::kOCols;
+    Tensor cOh = typename Traits::TiledMmaOStore{}.get_thread_slice(t % 128).partition_C(
+        make_identity_tensor(Shape<_64, Int<kOCols>>{}));
+    ASSERT_EQ(int(size(cOh)) * (kHeadDim / kOCols), int(size(cO)));
     for (int i = 0; i < size(cO); ++i) {
-      EXPECT_EQ(get<0>(cOh(i)) + 64 * (t / 128), get<0>(cO(i))) << "thread " << t << " value " << i;
-      EXPECT_EQ(get<1>(cOh(i)), get<1>(cO(i))) << "thread " << t << " value " << i;
+      const int pass = i / int(size(cOh)), j = i % int(size(cOh));
+      EXPECT_EQ(get<0>(cOh(j)) + 64 * (t / 128), get<0>(cO(i))) << "thread " << t << " value " << i;
+      EXPECT_EQ(get<1>(cOh(j)) + kOCols * pass, get<1>(cO(i))) << "thread " << t << " value " << i;
     }
     // The four threads of a quad (the softmax's shuffles) share each row.
     if (t % 4 == 0) {
@@ -101,7 +104,11 @@ TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTile<cutlass::half_t, 96>::t
 TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTile<cutlass::bfloat16_t, 128>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTile<cutlass::bfloat16_t, 192>::type>(); }
 TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTile<cutlass::half_t, 256>::type>(); }
-TEST(Sm90Layouts, Bf16HeadDim256ShortKeys) { check_layouts<FwdTile<cutlass::bfloat16_t, 256>::short_keys>(); }
+TEST(Sm90Layouts, Bf16HeadDim256ShortKeys) {  // O through shared memory in two passes of 128 columns
+  static_assert(FwdTile<cutlass::bfloat16_t, 256>::short_keys::kTmaStoreO &&
+                FwdTile<cutlass::bfloat16_t, 256>::short_keys::kOCols == 128);
+  check_layouts<FwdTile<cutlass::bfloat16_t, 256>::short_keys>();
+}
 
 }  // namespace
 }  // namespace flashattn::sm90

@@ -23,8 +23,10 @@ std::vector<KernelCase> sm90_cases() {
                        {300, 4100, 64, false}, {200, 5000, 64, true}, {77, 2500, 64, false, FLASHATTN_FLOAT16},
                        {150, 1200, 64, false}, {200, 600, 64, false},
                        {300, 1100, 256, false}, {100, 2000, 256, true, FLASHATTN_FLOAT16},
-                       // Head dims below their bucket's width through the epilogue from registers
-                       // (d96 and d256 have no TMA store): O's columns one by one.
+                       // Head dims below their bucket's width: through the epilogue from registers
+                       // (d96 has no TMA store), O's columns one by one; d256's short tile by TMA
+                       // (two 128-column passes, columns past d outside the box) and from
+                       // registers (varlen, the feature variants).
                        {100, 200, 80, true}, {150, 300, 200, false}});
 }
 
@@ -64,7 +66,8 @@ TEST(Sm90FwdScope, AutoPicksHopperAndFallsBack) {
 // Problems of many more tiles than SMs, so a persistent CTA walks several tiles (its pipeline
 // states, Q barriers and ping-pong turns carried from one tile to the next), against the fp32 GPU
 // reference on the same inputs: a few bf16 ulps of the largest value. Dropout and softcap take
-// the other kernel variants through the same walk; d64 at 4000 keys the long-row tile.
+// the other kernel variants through the same walk; d64 at 4000 keys the long-row tile; d256 at 500
+// its short tile with the two-pass TMA store (a partial last query block).
 TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
@@ -76,7 +79,8 @@ TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
   };
   const Shape shapes[] = {{4, 2048, 128, 8, 2, false, 0.f, 0.f}, {4, 2048, 64, 8, 8, true, 0.f, 0.f},
                           {2, 4000, 64, 8, 8, false, 0.f, 0.f}, {4, 1024, 256, 8, 4, false, 0.f, 0.f},
-                          {4, 1100, 96, 8, 8, false, 0.1f, 0.f}, {3, 1500, 192, 8, 2, true, 0.f, 30.f}};
+                          {4, 1100, 96, 8, 8, false, 0.1f, 0.f}, {3, 1500, 192, 8, 2, true, 0.f, 30.f},
+                          {8, 500, 256, 16, 4, false, 0.f, 0.f}};
   for (const Shape& s : shapes) {
     if (!bucket_built(s.head_dim)) continue;  // a partial build (scripts/ab-bench); every bucket in gpu-check
     Case c;

@@ -6,9 +6,9 @@
 // compile-time variants). Inside a consumer warpgroup, S of the next key block runs under this
 // block's softmax and P V (d <= 128), and the consumer warpgroups take turns with the tensor cores
 // (ping-pong, in a ring). The CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the
-// kTmaStore variant (d64, d128, no varlen, no dropout/softcap/ALiBi, out aligned) O goes through
-// shared memory and out with a TMA store per warpgroup; elsewhere from registers in 16-byte stores
-// (store_tile_wide).
+// kTmaStore variant (d64, d128 and d256's short tile; no varlen, no dropout/softcap/ALiBi, out
+// aligned) O goes through shared memory and out with a TMA store per warpgroup (two, of half the
+// columns each, at d256); elsewhere from registers in 16-byte stores (store_tile_wide).
 #pragma once
 
 #include <cutlass/arch/barrier.h>
@@ -520,26 +520,37 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     if constexpr (kTmaStore) {
       static_assert(Traits::kTmaStoreO, "no shared memory for O in this tile");
       sm80::store_lse(call, si, b, h, m0, tid, cO_rc, lse);
+      // kPasses of kOCols columns (two at d256's short tile, whose shared memory holds half of O):
+      // value i of a pass's fragment is value kOValues pass + i of acc_o (TiledMmaOStore).
+      constexpr int kOCols = Traits::kOCols, kPasses = kHeadDim / kOCols;
+      using TiledMmaOStore = typename Traits::TiledMmaOStore;
       Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
-      auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, typename Traits::TiledMmaOHalf{});
+      auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, TiledMmaOStore{});
       auto thr_copy_o = copy_o.get_thread_slice(thread_in_group);
-      Tensor rO = cute::make_tensor<Element>(acc_o.layout());
+      Tensor rO = cute::make_tensor<Element>(partition_fragment_C(TiledMmaOStore{}, Shape<_64, Int<kOCols>>{}).layout());
+      constexpr int kOValues = decltype(size(rO))::value;
+      static_assert(kOValues * kPasses == decltype(size(acc_o))::value);
       CUTE_UNROLL
-      for (int i = 0; i < size(acc_o); ++i) rO(i) = Element(acc_o(i));
-      // The last tile's store has read this warpgroup's part of sO (only its issuing thread can tell).
-      if (thread_in_group == 0) tma_store_wait<0>();
-      cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-      copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, consumer)));
-      cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
-      cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-      if (thread_in_group == 0) {
-        // No varlen here: rows past seqlen_q fall outside the TMA box and are not written.
-        Tensor mO = params.tma_o.get_tma_tensor(make_shape(p.seqlen_q, int32_t(p.head_dim), p.nheads, p.batch));
-        Tensor gO = local_tile(mO(_, _, h, b), Shape<_64, Int<kHeadDim>>{}, make_coord(kConsumers * m_block + consumer, _0{}));
-        auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, consumer)),
-                                          group_modes<0, 2>(gO));
-        copy(params.tma_o, tOsO, tOgO);
-        tma_store_arrive();
+      for (int pass = 0; pass < kPasses; ++pass) {
+        CUTE_UNROLL
+        for (int i = 0; i < kOValues; ++i) rO(i) = Element(acc_o(kOValues * pass + i));
+        // The last store has read this warpgroup's part of sO (only its issuing thread can tell).
+        if (thread_in_group == 0) tma_store_wait<0>();
+        cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+        copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, consumer)));
+        cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
+        cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+        if (thread_in_group == 0) {
+          // No varlen here: rows past seqlen_q (and columns past d) fall outside the TMA box and
+          // are not written.
+          Tensor mO = params.tma_o.get_tma_tensor(make_shape(p.seqlen_q, int32_t(p.head_dim), p.nheads, p.batch));
+          Tensor gO = local_tile(mO(_, _, h, b), Shape<_64, Int<kOCols>>{},
+                                 make_coord(kConsumers * m_block + consumer, pass));
+          auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, consumer)),
+                                            group_modes<0, 2>(gO));
+          copy(params.tma_o, tOsO, tOgO);
+          tma_store_arrive();
+        }
       }
     } else {
       // 16-byte stores, two transpose steps (store_tile_wide): at d256 +3-13% non-causal and +2-9%

@@ -43,7 +43,9 @@ namespace flashattn::sm90 {
 //   d64, the 128-key tile without the overlap: +6% at 512 and 1k, +2-6% causal 512-2k; at d128 the
 //   same lost 1-7% (the overlap stays). Session 20 (H100): at d64, two CTAs an SM with 64-key
 //   blocks (104 registers a consumer thread), each one's GEMMs under the other's softmax, against
-//   one CTA with 128-key blocks: +8% at 512, +10% at 768, +5% causal 512 and 1k.
+//   one CTA with 128-key blocks: +8% at 512, +10% at 768, +5% causal 512 and 1k. Session 24 (H100):
+//   d256's with O through shared memory and TMA in two 128-column passes, against O from
+//   registers: +3% at 512, +5% causal 512, +6% causal 768, flat causal 1k (an A/A read 0.99-1.01).
 template <typename Traits>
 struct OneFwdTile {
   using type = Traits;
@@ -51,6 +53,8 @@ struct OneFwdTile {
   static constexpr int kLongFrom = 0, kLongFromFewest = 0;
   using short_keys = void;
   static constexpr int kShortUpTo = 0;
+  // Whether short_keys also takes calls whose O cannot leave by TMA (varlen, an unaligned out).
+  static constexpr bool kShortFromRegisters = false;
 };
 template <typename Element, int kHeadDim>
 struct FwdTile;
@@ -71,6 +75,7 @@ template <typename E>
 struct FwdTile<E, 256> : OneFwdTile<FwdTraits<E, 256, 80, 2>> {
   using short_keys = FwdTraits<E, 256, 64, 2, 1, false>;
   static constexpr int kShortUpTo = 512;
+  static constexpr bool kShortFromRegisters = true;
 };
 
 // The keys a query row sees under the window (visible_keys; causal is right = 0), on average and
@@ -113,7 +118,7 @@ Status launch_fwd(const FwdCall& call, cudaStream_t stream) {
       make_tma_copy(SM90_TMA_STORE{},
                     tma_view<Element>(p, kTmaStore ? call.out : const_cast<void*>(p.q), rows_q, p.nheads,
                                       kTmaStore ? call.out_stride : p.q_stride),
-                    take<0, 2>(typename Traits::SmemLayoutO{}), Shape<_64, Int<kHeadDim>>{}, _1{}),
+                    take<0, 2>(typename Traits::SmemLayoutO{}), Shape<_64, Int<Traits::kOCols>>{}, _1{}),
       fwd_query_blocks(p.seqlen_q, Traits::kBlockM),
       0};
   params.num_tiles = params.m_blocks * p.nheads * p.batch;  // < 2^30 (fwd_unsupported), so the tile stride cannot overflow
@@ -172,11 +177,17 @@ Status run_fwd(const FwdCall& call, cudaStream_t stream) {
   using Long = typename Tile::long_keys;
   const bool long_rows =
       !std::is_void_v<Long> && (keys.mean >= Tile::kLongFrom || keys.fewest >= Tile::kLongFromFewest);
-  // The short-key tile: with the TMA store where it has one (and only where the call allows it).
+  // The short-key tile: with the TMA store where it has one and the call allows it; O from
+  // registers only where the tile says so (kShortFromRegisters).
   using Short = typename Tile::short_keys;
-  if constexpr (!std::is_void_v<Short>)
-    if (!long_rows && keys.mean <= Tile::kShortUpTo && (tma_store || !Short::kTmaStoreO))
-      return launch_fwd<Short, false, false, Short::kTmaStoreO>(call, stream);
+  if constexpr (!std::is_void_v<Short>) {
+    static_assert(Short::kTmaStoreO || Tile::kShortFromRegisters, "a short tile no call can take");
+    if (!long_rows && keys.mean <= Tile::kShortUpTo) {
+      if constexpr (Short::kTmaStoreO)
+        if (tma_store) return launch_fwd<Short, false, false, true>(call, stream);
+      if constexpr (Tile::kShortFromRegisters) return launch_fwd<Short, false, false, false>(call, stream);
+    }
+  }
   if constexpr (!std::is_void_v<Long>)
     if (long_rows) return launch_plain_fwd<Long>(call, stream, tma_store);
   return launch_plain_fwd<Traits>(call, stream, tma_store);

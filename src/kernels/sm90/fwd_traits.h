@@ -81,24 +81,30 @@ struct FwdTraits {
   // The epilogue: each consumer warpgroup puts its 64 rows of O in shared memory (stmatrix) and one
   // thread stores them with TMA, in a kernel variant of its own (fwd_kernel.h). Measured on H100
   // (bench/NOTES.md, session 6): d128 +1-3% at 512-8k, +6-10% at 16k; d64 +4-6% at 512-1k, flat
-  // from 4k. d96 unmeasured; d192 and d256 have no shared memory left for O, nor have tiles whose
-  // Q and K/V stages fill it. Elsewhere, and for rows a TMA box cannot bound (varlen), O goes out
-  // from registers in 16-byte stores (store_tile_wide).
-  using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kHeadDim>, Int<kConsumers>>{}));
+  // from 4k. Where shared memory holds only half of each warpgroup's O beside Q and K/V (d256's
+  // short tile: 32 of the 35 KiB left), O goes in two passes of kOCols = d / 2 columns (session 24).
+  // d96 unmeasured; d192 and d256's 80-key tile have no shared memory left for O. Elsewhere, and for
+  // rows a TMA box cannot bound (varlen), O goes out from registers in 16-byte stores
+  // (store_tile_wide).
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
   // A block's shared memory on sm90: 227 KiB alone; with n CTAs an SM, 228 / n KiB less the 1 KiB
   // the SM reserves for each.
   static constexpr int kSmemLimit = (kCtasPerSm == 1 ? 227 : 228 / kCtasPerSm - 1) * 1024;
-  static constexpr bool kTmaStoreO = (kHeadDim == 128 || kHeadDim == 64) &&
-                                     kSmemBytesQKV + int(cosize_v<SmemLayoutO> * sizeof(Element)) <= kSmemLimit;
+  static constexpr bool o_fits(int cols) {
+    return kSmemBytesQKV + 64 * cols * kConsumers * int(sizeof(Element)) <= kSmemLimit;
+  }
+  static constexpr int kOCols = kHeadDim == 256 && !o_fits(kHeadDim) ? kHeadDim / 2 : kHeadDim;
+  static constexpr bool kTmaStoreO = (kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256) && o_fits(kOCols);
+  using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kOCols>, Int<kConsumers>>{}));
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
   using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
-                                      Shape<_64, Int<kHeadDim>>{}, _1{}));
-  // One consumer warpgroup's O accumulator (the same per-thread layout as in TiledMmaO), for the
-  // stmatrix partition of its half of O.
-  using TiledMmaOHalf = decltype(make_tiled_mma(
-      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kHeadDim>, Int<kBlockN>>, GMMA::Major::K,
+                                      Shape<_64, Int<kOCols>>{}, _1{}));
+  // The part of O one TMA store takes (one consumer warpgroup's 64 rows, kOCols columns) as a
+  // one-warpgroup accumulator: the per-thread layout of TiledMmaO's first kOCols columns (each
+  // thread's values run through a row's 8-column blocks last), for the stmatrix partition.
+  using TiledMmaOStore = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, Int<kOCols>, Int<kBlockN>>, GMMA::Major::K,
                            GMMA::Major::MN>()));
   using SmemCopyO = Copy_Atom<SM90_U32x4_STSM_N, Element>;
 
