@@ -103,7 +103,10 @@ TEST(Sm90Layouts, Bf16HeadDim64LongKeys) {  // three consumer warpgroups
 TEST(Sm90Layouts, Fp16HeadDim96) { check_layouts<FwdTile<cutlass::half_t, 96>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim128) { check_layouts<FwdTile<cutlass::bfloat16_t, 128>::type>(); }
 TEST(Sm90Layouts, Bf16HeadDim192) { check_layouts<FwdTile<cutlass::bfloat16_t, 192>::type>(); }
-TEST(Sm90Layouts, Fp16HeadDim256) { check_layouts<FwdTile<cutlass::half_t, 256>::type>(); }
+TEST(Sm90Layouts, Fp16HeadDim256) {  // O through the last key block's K/V stages, all columns at once
+  static_assert(FwdTile<cutlass::half_t, 256>::type::kOInStages && FwdTile<cutlass::half_t, 256>::type::kOCols == 256);
+  check_layouts<FwdTile<cutlass::half_t, 256>::type>();
+}
 TEST(Sm90Layouts, Bf16HeadDim256ShortKeys) {  // O through shared memory in two passes of 128 columns
   static_assert(FwdTile<cutlass::bfloat16_t, 256>::short_keys::kTmaStoreO &&
                 FwdTile<cutlass::bfloat16_t, 256>::short_keys::kOCols == 128);

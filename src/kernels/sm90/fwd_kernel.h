@@ -6,9 +6,10 @@
 // compile-time variants). Inside a consumer warpgroup, S of the next key block runs under this
 // block's softmax and P V (d <= 128), and the consumer warpgroups take turns with the tensor cores
 // (ping-pong, in a ring). The CTA loops over tiles, persistent (fwd_launch.h). The epilogue: in the
-// kTmaStore variant (d64, d128 and d256's short tile; no varlen, no dropout/softcap/ALiBi, out
-// aligned) O goes through shared memory and out with a TMA store per warpgroup (two, of half the
-// columns each, at d256); elsewhere from registers in 16-byte stores (store_tile_wide).
+// kTmaStore variant (d64, d128, d256; no varlen, no dropout/softcap/ALiBi, out aligned) O goes
+// through shared memory and out with a TMA store per warpgroup (d256's short tile: two, of half
+// the columns each; its 80-key tile: through the last key block's K/V stages); elsewhere from
+// registers in 16-byte stores (store_tile_wide).
 #pragma once
 
 #include <cutlass/arch/barrier.h>
@@ -24,6 +25,7 @@
 #include "kernels/sm80/mask.h"
 #include "kernels/sm80/softmax.h"
 #include "kernels/sm90/fwd_traits.h"
+#include "kernels/sm90/mbarrier.h"
 #include "kernels/sm90/register_split.h"
 #include "kernels/sm90/tile_scheduler.h"
 #include "kernels/sm90/wait_order.h"
@@ -256,6 +258,15 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   // CUTLASS collective of this kernel uses (its pipelines wait on mbarriers); 0 is __syncthreads.
   constexpr int kConsumers = Traits::kConsumers;
   constexpr int kBarrierO = 1 + kConsumers;
+  // O through the last key block's stages (Traits::kOInStages, d256's 80-key tile, which has no
+  // shared memory left for O): consumer 0's O through that block's K stage, free once consumer 1's
+  // last S = Q K^T has retired; consumer 1's through its V stage, free once consumer 0's last P V
+  // has. The other consumer says so on named barrier kBarrierStageFree + the writer, and the
+  // writer releases the stage to the producer only when its TMA store has read it: the producer
+  // loads the next tile's first block into the other stage meanwhile.
+  constexpr bool kOInStages = kTmaStore && Traits::kOInStages;
+  static_assert(!kOInStages || (kOverlap && kConsumers == 2), "the stage hand-over assumes the two-consumer ring");
+  constexpr int kBarrierStageFree = 1 + 2 * kConsumers;
   constexpr int kBarrierVote = 5;  // hardware id, + consumer
   static_assert(kBarrierVote + kConsumers <= 8, "the vote's hardware barriers stay below NamedBarrier's");
   consumer_registers<Traits>();
@@ -337,6 +348,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     float inv[kRows], lse[kRows];  // finish: the factor a row of O takes, and its lse
     clear(acc_o);
     const int m0 = m_block * kBlockM;
+    // Whether the other consumer computes in this tile (kOInStages; consumer 0 does in every tile).
+    const bool partner_computes = m0 + 64 * (1 - consumer) < si.seqlen_q;
+    int last_stage = 0;  // the stage of the tile's last key block (kOInStages)
     sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left,       p.window_right,
                         p.scale,     p.softcap,   alibi_slope(p, b, h)};
     // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
@@ -423,6 +437,13 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       warpgroup_commit_batch();
     };
 
+    // Releases the K stage of key block n. With kOInStages, the tile's last block's (keys.begin):
+    // consumer 0 keeps it for O (released after the store), consumer 1 tells consumer 0 it is free.
+    auto release_k = [&](const cutlass::PipelineState<Traits::kStages>& st, int n) CUTLASS_LAMBDA_FUNC_INLINE {
+      if (!kOInStages || n != keys.begin || consumer == 1) pipeline_k.consumer_release(st);
+      if (kOInStages && n == keys.begin && consumer == 1) cutlass::arch::NamedBarrier::arrive(256, kBarrierStageFree);
+    };
+
     wait_q();
     if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
     if constexpr (!kOverlap) {
@@ -461,7 +482,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
         turn_pass();
         warpgroup_wait<0>();
         warpgroup_fence_operand(acc_s);
-        pipeline_k.consumer_release(state);
+        release_k(state, keys.end - 1);
         if (keys.end - 1 == keys.begin) release_q();
         scores_to_probs(acc_s, keys.end - 1);  // O is still zero: no rescale needed
         if constexpr (kDropout) drop(acc_s, keys.end - 1);
@@ -481,7 +502,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
         warpgroup_fence_operand(acc_s);
         if constexpr (kFastSoftmax) scores_to_probs_fast(acc_s, n, next.index());  // under the P V GEMM
         else scores_to_probs(acc_s, n);
-        pipeline_k.consumer_release(next);
+        release_k(next, n);
         if (n == keys.begin) release_q();
         keep_before_wait(row_sum_total(), &shared.wait_anchor);  // else ptxas waits first
         warpgroup_wait<0>();  // O += P V done: O and P are free again
@@ -508,7 +529,11 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       }
       warpgroup_wait<0>();
       warpgroup_fence_operand(acc_o);
-      pipeline_v.consumer_release(state);
+      // kOInStages: consumer 1 keeps this V stage for O; consumer 0 tells it the stage is free.
+      if (!kOInStages || consumer == 0) pipeline_v.consumer_release(state);
+      if (kOInStages && consumer == 0 && partner_computes)
+        cutlass::arch::NamedBarrier::arrive(256, kBarrierStageFree + 1);
+      last_stage = state.index();
       ++state;
     }
     const bool rows_finished = kTailUnderLastO && keys.end > keys.begin;  // finish_rows above
@@ -524,32 +549,70 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       // value i of a pass's fragment is value kOValues pass + i of acc_o (TiledMmaOStore).
       constexpr int kOCols = Traits::kOCols, kPasses = kHeadDim / kOCols;
       using TiledMmaOStore = typename Traits::TiledMmaOStore;
-      Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
       auto copy_o = make_tiled_copy_C(typename Traits::SmemCopyO{}, TiledMmaOStore{});
       auto thr_copy_o = copy_o.get_thread_slice(thread_in_group);
       Tensor rO = cute::make_tensor<Element>(partition_fragment_C(TiledMmaOStore{}, Shape<_64, Int<kOCols>>{}).layout());
       constexpr int kOValues = decltype(size(rO))::value;
       static_assert(kOValues * kPasses == decltype(size(acc_o))::value);
-      CUTE_UNROLL
-      for (int pass = 0; pass < kPasses; ++pass) {
+      // One warpgroup's (64 x kOCols) part `sO_part` of O to its place in out, by its thread 0.
+      // No varlen here: rows past seqlen_q (and columns past d) fall outside the TMA box and are not
+      // written.
+      auto tma_store_o = [&](auto const& sO_part, int pass) CUTLASS_LAMBDA_FUNC_INLINE {
+        Tensor mO = params.tma_o.get_tma_tensor(make_shape(p.seqlen_q, int32_t(p.head_dim), p.nheads, p.batch));
+        Tensor gO = local_tile(mO(_, _, h, b), Shape<_64, Int<kOCols>>{}, make_coord(kConsumers * m_block + consumer, pass));
+        auto [tOgO, tOsO] =
+            tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO_part), group_modes<0, 2>(gO));
+        copy(params.tma_o, tOsO, tOgO);
+        tma_store_arrive();
+      };
+      if constexpr (kOInStages) {
+        static_assert(kPasses == 1);
+        if (keys.end > keys.begin) {
+          Element* stage = (consumer == 0 ? shared.k.begin() : shared.v.begin()) + last_stage * Traits::kStageElems;
+          Tensor sO = cute::make_tensor(make_smem_ptr(stage), take<0, 2>(typename Traits::SmemLayoutO{}));
+          CUTE_UNROLL
+          for (int i = 0; i < kOValues; ++i) rO(i) = Element(acc_o(i));
+          if (consumer == 1 || partner_computes)  // the other consumer is done with the stage
+            cutlass::arch::NamedBarrier::sync(256, kBarrierStageFree + consumer);
+          copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO));
+          cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
+          cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+          if (thread_in_group == 0) {
+            tma_store_o(sO, 0);
+            tma_store_wait<0>();  // read: the stage goes back to the producer, for the whole warpgroup
+            mbarrier_arrive(consumer == 0 ? &shared.pipeline_k.empty_barrier_[last_stage]
+                                          : &shared.pipeline_v.empty_barrier_[last_stage],
+                            128);
+          }
+        } else {
+          // No keys in the tile (its rows see none: causal with seqlen_q > seqlen_k, a window),
+          // so no stage: O is zero, in 16-byte stores (this variant's out is aligned for them).
+          Element* o = static_cast<Element*>(call.out) + row_offset(call.out_stride, false, b, 0, m0 + 64 * consumer, h);
+          constexpr int kPieces = kHeadDim / 8;
+          for (int i = thread_in_group; i < 64 * kPieces; i += 128) {
+            const int row = i / kPieces, col = i % kPieces * 8;
+            if (m0 + 64 * consumer + row >= si.seqlen_q) break;  // rows ascend with i
+            Element* to = o + int64_t(row) * call.out_stride.row + col;
+            if (col + 8 <= p.head_dim) {
+              *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
+            } else {
+              for (int e = 0; col + e < p.head_dim; ++e) to[e] = Element(0.f);
+            }
+          }
+        }
+      } else {
+        Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
         CUTE_UNROLL
-        for (int i = 0; i < kOValues; ++i) rO(i) = Element(acc_o(kOValues * pass + i));
-        // The last store has read this warpgroup's part of sO (only its issuing thread can tell).
-        if (thread_in_group == 0) tma_store_wait<0>();
-        cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-        copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, consumer)));
-        cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
-        cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-        if (thread_in_group == 0) {
-          // No varlen here: rows past seqlen_q (and columns past d) fall outside the TMA box and
-          // are not written.
-          Tensor mO = params.tma_o.get_tma_tensor(make_shape(p.seqlen_q, int32_t(p.head_dim), p.nheads, p.batch));
-          Tensor gO = local_tile(mO(_, _, h, b), Shape<_64, Int<kOCols>>{},
-                                 make_coord(kConsumers * m_block + consumer, pass));
-          auto [tOgO, tOsO] = tma_partition(params.tma_o, _0{}, Layout<_1>{}, group_modes<0, 2>(sO(_, _, consumer)),
-                                            group_modes<0, 2>(gO));
-          copy(params.tma_o, tOsO, tOgO);
-          tma_store_arrive();
+        for (int pass = 0; pass < kPasses; ++pass) {
+          CUTE_UNROLL
+          for (int i = 0; i < kOValues; ++i) rO(i) = Element(acc_o(kOValues * pass + i));
+          // The last store has read this warpgroup's part of sO (only its issuing thread can tell).
+          if (thread_in_group == 0) tma_store_wait<0>();
+          cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+          copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, consumer)));
+          cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
+          cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+          if (thread_in_group == 0) tma_store_o(sO(_, _, consumer), pass);
         }
       }
     } else {

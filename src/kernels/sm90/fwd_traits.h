@@ -83,9 +83,12 @@ struct FwdTraits {
   // (bench/NOTES.md, session 6): d128 +1-3% at 512-8k, +6-10% at 16k; d64 +4-6% at 512-1k, flat
   // from 4k. Where shared memory holds only half of each warpgroup's O beside Q and K/V (d256's
   // short tile: 32 of the 35 KiB left), O goes in two passes of kOCols = d / 2 columns (session 24).
-  // d96 unmeasured; d192 and d256's 80-key tile have no shared memory left for O. Elsewhere, and for
-  // rows a TMA box cannot bound (varlen), O goes out from registers in 16-byte stores
-  // (store_tile_wide).
+  // d256's 80-key tile has no shared memory left for O: each consumer's O goes through a stage of
+  // its tile's last key block instead (kOInStages: consumer 0's through the K stage, consumer 1's
+  // through the V stage; a stage of 80 keys holds 64 rows), released to the producer once the
+  // store has read it (fwd_kernel.h). Against O from registers (session 24, H100): +3% at 1k, +6%
+  // causal 1k, +1-3% at 2k-4k. d96 unmeasured; d192 has no room. Elsewhere, and for rows a TMA box
+  // cannot bound (varlen), O goes out from registers in 16-byte stores (store_tile_wide).
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
   // A block's shared memory on sm90: 227 KiB alone; with n CTAs an SM, 228 / n KiB less the 1 KiB
@@ -94,8 +97,14 @@ struct FwdTraits {
   static constexpr bool o_fits(int cols) {
     return kSmemBytesQKV + 64 * cols * kConsumers * int(sizeof(Element)) <= kSmemLimit;
   }
-  static constexpr int kOCols = kHeadDim == 256 && !o_fits(kHeadDim) ? kHeadDim / 2 : kHeadDim;
-  static constexpr bool kTmaStoreO = (kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256) && o_fits(kOCols);
+  static constexpr int kStageElems = int(cosize_v<SmemLayoutK>) / kStages;
+  static constexpr bool kOInStages =
+      kHeadDim == 256 && kConsumers == 2 && !o_fits(kHeadDim / 2) && kStageElems >= 64 * kHeadDim;
+  static constexpr int kOCols = kHeadDim == 256 && !o_fits(kHeadDim) && !kOInStages ? kHeadDim / 2 : kHeadDim;
+  static constexpr bool kTmaStoreO =
+      (kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256) && (o_fits(kOCols) || kOInStages);
+  // A stage's bytes start where a 128-byte swizzle pattern does (every 1024 bytes), as O's layout needs.
+  static_assert(!kOInStages || kStageElems * sizeof(Element) % 1024 == 0);
   using SmemLayoutO = decltype(tile_to_shape(SmemAtom{}, Shape<_64, Int<kOCols>, Int<kConsumers>>{}));
   using GmemTensorOut = decltype(cute::make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStride{}));
   using TmaO = decltype(make_tma_copy(SM90_TMA_STORE{}, GmemTensorOut{}, take<0, 2>(SmemLayoutO{}),
@@ -116,7 +125,7 @@ struct FwdTraits {
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutQ>> q;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutK>> k;
     alignas(1024) cute::ArrayEngine<Element, cosize_v<SmemLayoutV>> v;
-    alignas(1024) cute::ArrayEngine<Element, kTmaStoreO ? cosize_v<SmemLayoutO> : 8> o;
+    alignas(1024) cute::ArrayEngine<Element, kTmaStoreO && !kOInStages ? cosize_v<SmemLayoutO> : 8> o;
     typename Pipeline::SharedStorage pipeline_k, pipeline_v;
     alignas(8) uint64_t barrier_q[kQStages];       // Q landed (TMA transaction count)
     alignas(8) uint64_t barrier_q_free[kQStages];  // the consumers are done reading Q
