@@ -87,8 +87,8 @@ struct FwdTraits {
   // its tile's last key block instead (kOInStages: consumer 0's through the K stage, consumer 1's
   // through the V stage; a stage of 80 keys holds 64 rows), released to the producer once the
   // store has read it (fwd_kernel.h). Against O from registers (session 24, H100): +3% at 1k, +6%
-  // causal 1k, +1-3% at 2k-4k. d96 unmeasured; d192 has no room. Elsewhere, and for rows a TMA box
-  // cannot bound (varlen), O goes out from registers in 16-byte stores (store_tile_wide).
+  // causal 1k, +0.5-3% at 2k-4k. d96 unmeasured; d192 has no room. Elsewhere, and for rows a TMA
+  // box cannot bound (varlen), O goes out from registers in 16-byte stores (store_tile_wide).
   static constexpr int kSmemBytesQKV =
       int((cosize_v<SmemLayoutQ> + 2 * cosize_v<SmemLayoutK>) * sizeof(Element)) + 1024;  // + barriers
   // A block's shared memory on sm90: 227 KiB alone; with n CTAs an SM, 228 / n KiB less the 1 KiB
