@@ -44,8 +44,8 @@ namespace flashattn::sm90 {
 //   same lost 1-7% (the overlap stays). Session 20 (H100): at d64, two CTAs an SM with 64-key
 //   blocks (104 registers a consumer thread), each one's GEMMs under the other's softmax, against
 //   one CTA with 128-key blocks: +8% at 512, +10% at 768, +5% causal 512 and 1k. Session 24 (H100):
-//   d256's with O through shared memory and TMA in two 128-column passes, against O from
-//   registers: +3% at 512, +5% causal 512, +6% causal 768 (an A/A read 0.99-1.01).
+//   d256's short tile with O through shared memory and TMA in two 128-column passes, against O
+//   from registers: +3% at 512, +5% causal 512, +6% causal 768 (an A/A read 0.99-1.01).
 template <typename Traits>
 struct OneFwdTile {
   using type = Traits;
