@@ -565,54 +565,57 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
         copy(params.tma_o, tOsO, tOgO);
         tma_store_arrive();
       };
-      if constexpr (kOInStages) {
-        static_assert(kPasses == 1);
-        if (keys.end > keys.begin) {
+      // Where this warpgroup's O goes: its part of sO, or (kOInStages) its stage of the tile's last
+      // key block, which a tile without keys does not have.
+      static_assert(!kOInStages || kPasses == 1);
+      auto sO_part = [&]() CUTLASS_LAMBDA_FUNC_INLINE {
+        if constexpr (kOInStages) {
           Element* stage = (consumer == 0 ? shared.k.begin() : shared.v.begin()) + last_stage * Traits::kStageElems;
-          Tensor sO = cute::make_tensor(make_smem_ptr(stage), take<0, 2>(typename Traits::SmemLayoutO{}));
-          CUTE_UNROLL
-          for (int i = 0; i < kOValues; ++i) rO(i) = Element(acc_o(i));
-          if (consumer == 1 || partner_computes)  // the other consumer is done with the stage
-            cutlass::arch::NamedBarrier::sync(256, kBarrierStageFree + consumer);
-          copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO));
-          cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
-          cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-          if (thread_in_group == 0) {
-            tma_store_o(sO, 0);
-            tma_store_wait<0>();  // read: the stage goes back to the producer, for the whole warpgroup
-            mbarrier_arrive(consumer == 0 ? &shared.pipeline_k.empty_barrier_[last_stage]
-                                          : &shared.pipeline_v.empty_barrier_[last_stage],
-                            128);
-          }
+          return cute::make_tensor(make_smem_ptr(stage), take<0, 2>(typename Traits::SmemLayoutO{}));
         } else {
-          // No keys in the tile (its rows see none: causal with seqlen_q > seqlen_k, a window),
-          // so no stage: O is zero, in 16-byte stores (this variant's out is aligned for them).
-          Element* o = static_cast<Element*>(call.out) + row_offset(call.out_stride, false, b, 0, m0 + 64 * consumer, h);
-          constexpr int kPieces = kHeadDim / 8;
-          for (int i = thread_in_group; i < 64 * kPieces; i += 128) {
-            const int row = i / kPieces, col = i % kPieces * 8;
-            if (m0 + 64 * consumer + row >= si.seqlen_q) break;  // rows ascend with i
-            Element* to = o + int64_t(row) * call.out_stride.row + col;
-            if (col + 8 <= p.head_dim) {
-              *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
-            } else {
-              for (int e = 0; col + e < p.head_dim; ++e) to[e] = Element(0.f);
-            }
-          }
+          return cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{})(_, _, consumer);
         }
-      } else {
-        Tensor sO = cute::make_tensor(make_smem_ptr(shared.o.begin()), typename Traits::SmemLayoutO{});
+      }();
+      if (!kOInStages || keys.end > keys.begin) {
         CUTE_UNROLL
         for (int pass = 0; pass < kPasses; ++pass) {
           CUTE_UNROLL
           for (int i = 0; i < kOValues; ++i) rO(i) = Element(acc_o(kOValues * pass + i));
-          // The last store has read this warpgroup's part of sO (only its issuing thread can tell).
-          if (thread_in_group == 0) tma_store_wait<0>();
-          cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-          copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO(_, _, consumer)));
+          // The buffer is free: in a stage, once the other consumer is done with it; sO, once the
+          // last store has read it (only its issuing thread can tell).
+          if constexpr (kOInStages) {
+            if (consumer == 1 || partner_computes) cutlass::arch::NamedBarrier::sync(256, kBarrierStageFree + consumer);
+          } else {
+            if (thread_in_group == 0) tma_store_wait<0>();
+            cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
+          }
+          copy(copy_o, thr_copy_o.retile_S(rO), thr_copy_o.partition_D(sO_part));
           cutlass::arch::fence_view_async_shared();  // read next by the TMA unit (async proxy)
           cutlass::arch::NamedBarrier::sync(128, kBarrierO + consumer);
-          if (thread_in_group == 0) tma_store_o(sO(_, _, consumer), pass);
+          if (thread_in_group == 0) {
+            tma_store_o(sO_part, pass);
+            if constexpr (kOInStages) {
+              tma_store_wait<0>();  // read: the stage goes back to the producer, for the whole warpgroup
+              mbarrier_arrive(consumer == 0 ? &shared.pipeline_k.empty_barrier_[last_stage]
+                                            : &shared.pipeline_v.empty_barrier_[last_stage],
+                              128);
+            }
+          }
+        }
+      } else {
+        // No keys in the tile (its rows see none: causal with seqlen_q > seqlen_k, a window), so
+        // no stage: O is zero, in 16-byte stores (this variant's out is aligned for them).
+        Element* o = static_cast<Element*>(call.out) + row_offset(call.out_stride, false, b, 0, m0 + 64 * consumer, h);
+        constexpr int kPieces = kHeadDim / 8;
+        for (int i = thread_in_group; i < 64 * kPieces; i += 128) {
+          const int row = i / kPieces, col = i % kPieces * 8;
+          if (m0 + 64 * consumer + row >= si.seqlen_q) break;  // rows ascend with i
+          Element* to = o + int64_t(row) * call.out_stride.row + col;
+          if (col + 8 <= p.head_dim) {
+            *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
+          } else {
+            for (int e = 0; col + e < p.head_dim; ++e) to[e] = Element(0.f);
+          }
         }
       }
     } else {
