@@ -3,9 +3,10 @@
 // backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
 //                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
-//                   [--deterministic 0|1] [--varlen 0|1]
+//                   [--deterministic 0|1] [--varlen 0|1] [--dropout P] [--softcap C]
 //   --varlen 1: the same shapes packed as varlen (batch sequences of seqlen each, cu_seqlens on the
 //   device and on the host) through varlen_fwd / varlen_bwd.
+//   --dropout P, --softcap C: time the kernels' dropout or softcap variants (the JSON rows say so).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   std::string passes = "both";
   std::vector<int> causals = {0, 1};  // --causal 0, 1, "0,1" or both
   int reps = 30, deterministic = 0, varlen = 0;
+  float dropout = 0.f, softcap = 0.f;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
     else if (!std::strcmp(argv[i], "--backend")) backend_name = argv[i + 1];
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
       causals = std::strcmp(argv[i + 1], "both") ? parse_list(argv[i + 1]) : std::vector<int>{0, 1};
     else if (!std::strcmp(argv[i], "--deterministic")) deterministic = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--varlen")) varlen = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--dropout")) dropout = float(std::atof(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--softcap")) softcap = float(std::atof(argv[i + 1]));
     else {
       std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
       return 2;
@@ -123,6 +127,8 @@ int main(int argc, char** argv) {
         f.attn.k = bshd(k);
         f.attn.v = bshd(v);
         f.attn.is_causal = causal;
+        f.attn.dropout_p = dropout;
+        f.attn.softcap = softcap;
         f.out = bshd(o);
         f.softmax_lse = varlen ? flashattn::make_tensor(lse, flashattn::DType::kFloat32, {h, int64_t(batch) * s})
                                : flashattn::make_tensor(lse, flashattn::DType::kFloat32, {batch, h, s});
@@ -189,14 +195,17 @@ int main(int argc, char** argv) {
   FILE* fp = std::fopen(out_path.c_str(), "w");
   if (!fp) return 1;
   std::fprintf(fp, "{\"card\": \"%s\", \"rows\": [\n", prop.name);
+  std::string variant;  // the feature variant timed, in every row
+  if (dropout > 0.f) variant += ", \"dropout\": " + std::to_string(dropout);
+  if (softcap > 0.f) variant += ", \"softcap\": " + std::to_string(softcap);
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(fp,
                  "  {\"impl\": \"flashattn\", \"kernel\": \"%s\", \"pass\": \"%s\", \"dtype\": \"bf16\", \"d\": %d, "
                  "\"causal\": %s, \"batch\": %d, \"seqlen\": %d, \"nheads\": %d, \"nheads_k\": %d, \"ms\": %.4f, "
-                 "\"tflops\": %.1f%s%s%s%s}%s\n",
+                 "\"tflops\": %.1f%s%s%s%s%s}%s\n",
                  backend_name.c_str(), r.pass.c_str(), r.d, r.causal ? "true" : "false", r.batch, r.seqlen, r.nheads,
-                 r.nheads, r.ms, r.tflops, varlen ? ", \"varlen\": true" : "",
+                 r.nheads, r.ms, r.tflops, varlen ? ", \"varlen\": true" : "", variant.c_str(),
                  r.note.empty() ? "" : ", \"note\": \"", r.note.empty() ? "" : "not supported",
                  r.note.empty() ? "" : "\"", i + 1 < rows.size() ? "," : "");
   }
