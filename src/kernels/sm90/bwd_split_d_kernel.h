@@ -2,13 +2,14 @@
 // consumer split), where dK and dV of 128 keys do not fit one warpgroup's registers: a CTA per
 // (64 keys, kv head, batch), its two consumer warpgroups splitting the work by head dim
 // (bwd_traits.h, BwdSplitDTraits). Warp 0 loads K and V once and, per step (query head of the
-// group, query block of 64 rows), Q and dO through a 2-stage TMA ring. Per step, warpgroup w:
-//   S^T, dP^T for queries [32w, 32w + 32) by wgmma (K = d), P^T = exp(S^T - lse) and
-//   dS^T = P^T (dP^T - D) in registers, both to shared memory; once both halves are there,
-//   dV[:, half w] += P^T dO, dK[:, half w] += dS^T Q and dQ[:, half w] = dS K, all from shared
-//   memory, and dQ is added to the fp32 dq_accum by vector reductions straight from registers (in
-//   deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel; warp 1
-//   keeps the turns).
+// group, query block of 64 rows), Q and dO through a 2-stage TMA ring. Per step, in the plain
+// variant warpgroup 0 computes S^T by wgmma (K = d) and P^T = exp(S^T - lse), to shared memory, and
+// warpgroup 1 computes dP^T, reads P^T back and writes dS^T = P^T (dP^T - D); with dropout or
+// softcap/ALiBi warpgroup w computes all of that for queries [32w, 32w + 32). Then warpgroup w runs
+// dV[:, half w] += P^T dO, dK[:, half w] += dS^T Q and dQ[:, half w] = dS K, all from shared
+// memory, and dQ is added to the fp32 dq_accum by vector reductions straight from registers (in
+// deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel; warp 1
+// keeps the turns).
 // Every FA2 backward feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen.
 #pragma once
 
@@ -106,19 +107,32 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     return;
   }
 
-  // Consumers: thread tid of 256; warpgroup w = tid / 128 owns queries [32w, 32w + 32) of S^T and
-  // dP^T, and head-dim half w of dK, dV and dQ (the tiled MMAs split N between the warpgroups).
+  // Consumers: thread tid of 256, warpgroup w = tid / 128. The plain variant splits S^T and dP^T by
+  // role (kByRole: warpgroup 0 computes S^T and P, warpgroup 1 dP^T and dS); with dropout or
+  // softcap/ALiBi each warpgroup computes both for queries [32w, 32w + 32), since there the pointwise
+  // pass (Philox, tanh) is long, and by role it ran on one warpgroup after the other: -27% with
+  // dropout, -15% with softcap at 4k (bench/NOTES.md, session 25). Warpgroup w computes head-dim
+  // half w of dK, dV and dQ in both.
   consumer_registers<Traits>();
-  const int tid = threadIdx.x - 128, w = tid / 128;
-  typename Traits::TiledMmaSdP mma_sdp;
+  constexpr bool kByRole = !kDropout && !kTransform;
+  using TiledMmaSdP = std::conditional_t<kByRole, typename Traits::TiledMmaSdP, typename Traits::TiledMmaSdPHalves>;
+  const int tid = threadIdx.x - 128, w = warp_group - 1;  // w warp-uniform
+  TiledMmaSdP mma_sdp;
   typename Traits::TiledMmaKV mma_kv;
   typename Traits::TiledMmaQ mma_q;
-  auto thr_sdp = mma_sdp.get_thread_slice(tid);
+  const int sdp_tid = kByRole ? tid % 128 : tid;  // the thread in mma_sdp
+  auto thr_sdp = mma_sdp.get_thread_slice(sdp_tid);
   auto thr_kv = mma_kv.get_thread_slice(tid);
   auto thr_q = mma_q.get_thread_slice(tid);
-  Tensor tSrK = thr_sdp.partition_fragment_A(sK);  // descriptors
-  Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);  // (MMA, N, K, stage)
-  Tensor tdPrV = thr_sdp.partition_fragment_A(sV);
+  // S^T = K Q^T; by role, warpgroup 1 runs the same GEMM on V and dO: dP^T = V dO^T.
+  const bool dp_role = kByRole && w == 1;
+  Tensor sKV = cute::make_tensor(make_smem_ptr(dp_role ? shared.v.begin() : shared.k.begin()),
+                                 typename Traits::SmemLayoutK{});
+  Tensor sQdO = cute::make_tensor(make_smem_ptr(dp_role ? shared.dout.begin() : shared.q.begin()),
+                                  typename Traits::SmemLayoutQ{});
+  Tensor tSrK = thr_sdp.partition_fragment_A(sKV);   // descriptors
+  Tensor tSrQ = thr_sdp.partition_fragment_B(sQdO);  // (MMA, N, K, stage)
+  Tensor tdPrV = thr_sdp.partition_fragment_A(sV);   // split by queries only
   Tensor tdPrdO = thr_sdp.partition_fragment_B(sdO);
   Tensor tdVrPt = thr_kv.partition_fragment_A(sPt);    // (MMA, M, K, parity)
   Tensor tdVrdOt = thr_kv.partition_fragment_B(sdOt);  // (MMA, N = d half, K = queries, stage)
@@ -139,11 +153,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   float* dq_accum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + params.ws.dq_accum);
 
   cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_kv, 0);
+  // P^T and dS^T by stmatrix, and (by role) P^T back by ldmatrix, 8 x 8 tiles of the accumulator as
+  // it is held.
   auto copy_pt = make_tiled_copy_C(typename Traits::SmemCopyPt{}, mma_sdp);
-  auto thr_copy_pt = copy_pt.get_thread_slice(tid);
+  auto thr_copy_pt = copy_pt.get_thread_slice(sdp_tid);
   Tensor tPsPt = thr_copy_pt.partition_D(sPt);  // (CPY, CPY_M, CPY_N, parity)
   Tensor tdSsdSt = thr_copy_pt.partition_D(sdSt);
-  constexpr bool kEarlyP = !kTransform;  // as in bwd_kernel.h
+  auto load_pt = make_tiled_copy_C(typename Traits::SmemLoadPt{}, mma_sdp);
+  Tensor tPsPt_load = load_pt.get_thread_slice(sdp_tid).partition_S(sPt);
+  constexpr bool kEarlyP = !kTransform;  // split by queries: as in bwd_kernel.h
   cutlass::PipelineState<Traits::kStages> state;
   BwdStep at = walk.first;
   // dQ of a step leaves in 4 batches of 4 vector reductions a thread: one under the step's dK GEMM,
@@ -168,89 +186,136 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // (Not after the S^T / dP^T issue: reading these registers under those GEMMs makes ptxas wait for
     // them, C7517.)
     if (spread_dq && step > 0) send_dq(1);
-    AccS acc_s, acc_dp;
-    warpgroup_fence_operand(acc_s);
-    warpgroup_fence_operand(acc_dp);
-    warpgroup_arrive();
-    gemm_overwrite(mma_sdp, tSrK, tSrQ(_, _, _, st), acc_s);
-    warpgroup_commit_batch();  // S^T
-    gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
-    warpgroup_commit_batch();  // dP^T
-
-    // lse (log2 units; +inf past the sequence, so P = 0 there) and D of the step's queries: in the
-    // stage, beside Q and dO.
-    const float* lse_log2 = shared.lse_log2[st];
-    const float* dsum_q = shared.dsum[st];
-    Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
-    constexpr int kCols = decltype(size<1>(cS_rc))::value;
-    Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
-    Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
-
-    // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
-    const KeepBits<decltype(size(cS_rc))::value> keep_bits =
-        kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, n0) : 0u;
-    auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
-    // P = exp(s - lse), dS = P (Z dP - D) g, P Z feeds dV (Alg. 2 lines 13-16; Z the dropout mask,
-    // g the softcap derivative).
-    auto ds_value = [&](int r, int c, float prob, float grad) {
-      const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
-      return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
-    };
-    if constexpr (kEarlyP)
-      warpgroup_wait<1>();  // S^T done
-    else
+    if constexpr (kByRole) {
+      AccS acc;  // S^T in warpgroup 0, dP^T in warpgroup 1
+      warpgroup_fence_operand(acc);
+      warpgroup_arrive();
+      gemm_overwrite(mma_sdp, tSrK, tSrQ(_, _, _, st), acc);
+      warpgroup_commit_batch();
+      const float* lse_log2 = shared.lse_log2[st];  // beside Q and dO in the stage (log2 units)
+      const float* dsum_q = shared.dsum[st];
+      Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
+      Tensor acc_rc = cute::make_tensor(acc.data(), rowcol(acc.layout()));
       warpgroup_wait<0>();
-    warpgroup_fence_operand(acc_s);
+      warpgroup_fence_operand(acc);
+      if (w == 0) {
+        // P^T = exp(scale S^T - lse) (bwd_pointwise.h), to shared memory for dV and warpgroup 1.
+        const BlockVisibility vis = block_visibility<kBlockN, kBlockM>(p, si, m0, n0);
+        auto no_ds = [](int, int, float, float) {};
+        if (vis.whole)
+          probabilities<false, false>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, 0.f, scale_log2, lse_log2, no_ds);
+        else
+          probabilities<false, true>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, 0.f, scale_log2, lse_log2, no_ds);
+        Tensor rP = cute::make_tensor<Element>(acc.layout());
+        CUTE_UNROLL
+        for (int i = 0; i < size(acc); ++i) rP(i) = Element(acc(i));
+        copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
+      }
+      cutlass::arch::fence_view_async_shared();                          // read next by wgmma (async proxy)
+      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // P^T written
+      if (spread_dq && step > 0) send_dq(2);
 
-    // P^T = exp(scale S^T - lse), masked per element only where the block crosses the sequence end or
-    // the causal/window diagonal (bwd_pointwise.h); with a transform, dS in the same pass.
-    const BlockVisibility vis = block_visibility<kBlockN, kBlockM>(p, si, m0, n0);
-    const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
-    const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
-    auto on_prob = [&](int r, int c, float prob, float grad) {
-      if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
-    };
-    if (vis.whole)
-      probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
-                                       on_prob);
-    else
-      probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
-                                      on_prob);
-
-    // (P Z)^T and dS^T of this warpgroup's queries into shared memory (stmatrix, 8 x 8 tiles).
-    Tensor rP = cute::make_tensor<Element>(acc_s.layout());
-    Tensor rP_rc = cute::make_tensor(rP.data(), rowcol(rP.layout()));
-    CUTE_UNROLL
-    for (int r = 0; r < size<0>(s_rc); ++r) {
-      CUTE_UNROLL
-      for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
-    }
-    copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
-    cutlass::arch::fence_view_async_shared();                          // read next by wgmma (async proxy)
-    cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // both halves of P^T written
-    if (spread_dq && step > 0) send_dq(2);
-
-    // dV += (P Z)^T dO on this warpgroup's half of d, while dS is computed.
-    warpgroup_fence_operand(acc_dv);
-    warpgroup_arrive();
-    cute::gemm(mma_kv, tdVrPt(_, _, _, parity), tdVrdOt(_, _, _, st), acc_dv);
-    warpgroup_commit_batch();
-    if constexpr (kEarlyP) {
-      warpgroup_wait<1>();  // dP^T done (dV may still run)
+      // dV += P^T dO on this warpgroup's half of d, while warpgroup 1 computes dS.
+      warpgroup_fence_operand(acc_dv);
+      warpgroup_arrive();
+      cute::gemm(mma_kv, tdVrPt(_, _, _, parity), tdVrdOt(_, _, _, st), acc_dv);
+      warpgroup_commit_batch();
+      if (w == 1) {
+        // dS = P (dP - D) (Alg. 2 line 16), P read back as warpgroup 0 wrote it: the same thread
+        // holds the same (key, query) in both accumulators.
+        Tensor rP = cute::make_tensor<Element>(acc.layout());
+        copy(load_pt, tPsPt_load(_, _, _, parity), load_pt.get_thread_slice(sdp_tid).retile_D(rP));
+        Tensor rdS = cute::make_tensor<Element>(acc.layout());
+        CUTE_UNROLL
+        for (int i = 0; i < size(acc); ++i) rdS(i) = Element(float(rP(i)) * (acc(i) - dsum_q[get<1>(tScS(i))]));
+        copy(copy_pt, thr_copy_pt.retile_S(rdS), tdSsdSt(_, _, _, parity));
+      }
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierdS);  // dS^T written
+      if (spread_dq && step > 0) send_dq(3);
+    } else {
+      AccS acc_s, acc_dp;
+      warpgroup_fence_operand(acc_s);
       warpgroup_fence_operand(acc_dp);
+      warpgroup_arrive();
+      gemm_overwrite(mma_sdp, tSrK, tSrQ(_, _, _, st), acc_s);
+      warpgroup_commit_batch();  // S^T
+      gemm_overwrite(mma_sdp, tdPrV, tdPrdO(_, _, _, st), acc_dp);
+      warpgroup_commit_batch();  // dP^T
+
+      // lse (log2 units; +inf past the sequence, so P = 0 there) and D of the step's queries: in the
+      // stage, beside Q and dO.
+      const float* lse_log2 = shared.lse_log2[st];
+      const float* dsum_q = shared.dsum[st];
+      Tensor cS_rc = cute::make_tensor(tScS.data(), rowcol(tScS.layout()));
+      constexpr int kCols = decltype(size<1>(cS_rc))::value;
+      Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
+      Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
+
+      // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
+      const KeepBits<decltype(size(cS_rc))::value> keep_bits =
+          kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, n0) : 0u;
+      auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
+      // P = exp(s - lse), dS = P (Z dP - D) g, P Z feeds dV (Alg. 2 lines 13-16; Z the dropout mask,
+      // g the softcap derivative).
+      auto ds_value = [&](int r, int c, float prob, float grad) {
+        const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
+        return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
+      };
+      if constexpr (kEarlyP)
+        warpgroup_wait<1>();  // S^T done
+      else
+        warpgroup_wait<0>();
+      warpgroup_fence_operand(acc_s);
+
+      // P^T = exp(scale S^T - lse), masked per element only where the block crosses the sequence end or
+      // the causal/window diagonal (bwd_pointwise.h); with a transform, dS in the same pass.
+      const BlockVisibility vis = block_visibility<kBlockN, kBlockM>(p, si, m0, n0);
+      const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
+      const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
+      auto on_prob = [&](int r, int c, float prob, float grad) {
+        if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
+      };
+      if (vis.whole)
+        probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                         on_prob);
+      else
+        probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                        on_prob);
+
+      // (P Z)^T and dS^T of this warpgroup's queries into shared memory (stmatrix, 8 x 8 tiles).
+      Tensor rP = cute::make_tensor<Element>(acc_s.layout());
+      Tensor rP_rc = cute::make_tensor(rP.data(), rowcol(rP.layout()));
       CUTE_UNROLL
       for (int r = 0; r < size<0>(s_rc); ++r) {
         CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) dp_rc(r, c) = ds_value(r, c, s_rc(r, c), 1.f);
+        for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
       }
+      copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
+      cutlass::arch::fence_view_async_shared();                          // read next by wgmma (async proxy)
+      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // both halves of P^T written
+
+      // dV += (P Z)^T dO on this warpgroup's half of d, while dS is computed.
+      warpgroup_fence_operand(acc_dv);
+      warpgroup_arrive();
+      cute::gemm(mma_kv, tdVrPt(_, _, _, parity), tdVrdOt(_, _, _, st), acc_dv);
+      warpgroup_commit_batch();
+      if constexpr (kEarlyP) {
+        warpgroup_wait<1>();  // dP^T done (dV may still run)
+        warpgroup_fence_operand(acc_dp);
+        CUTE_UNROLL
+        for (int r = 0; r < size<0>(s_rc); ++r) {
+          CUTE_UNROLL
+          for (int c = 0; c < kCols; ++c) dp_rc(r, c) = ds_value(r, c, s_rc(r, c), 1.f);
+        }
+      }
+      Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
+      CUTE_UNROLL
+      for (int i = 0; i < size(acc_dp); ++i) rdS(i) = Element(acc_dp(i));
+      copy(copy_pt, thr_copy_pt.retile_S(rdS), tdSsdSt(_, _, _, parity));
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierdS);  // both halves of dS^T written
     }
-    Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());
-    CUTE_UNROLL
-    for (int i = 0; i < size(acc_dp); ++i) rdS(i) = Element(acc_dp(i));
-    copy(copy_pt, thr_copy_pt.retile_S(rdS), tdSsdSt(_, _, _, parity));
-    cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierdS);  // both halves of dS^T written
-    if (spread_dq && step > 0) send_dq(3);
 
     // dQ = dS K, then dK += dS^T Q, on this warpgroup's half of d; dQ's reductions go out while
     // dK runs.

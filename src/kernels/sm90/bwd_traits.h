@@ -111,13 +111,18 @@ namespace flashattn::sm90 {
 
 // The Hopper backward at d = 256 (bwd_split_d_kernel.h). dK and dV of 128 keys would take 256
 // accumulator registers a thread, so a CTA owns kBlockN = 64 keys and its two consumer warpgroups
-// split the work by head dim instead of by keys:
-//   S^T  = K Q^T, dP^T = V dO^T   (M = 64 keys, N = 64 queries, K = d)  warpgroup w: queries [32w, 32w + 32)
-//   dV  += P^T dO, dK += dS^T Q   (M = 64 keys, N = d, K = 64 queries)  warpgroup w: d [128w, 128w + 128)
-//   dQ   = dS K                   (M = 64 queries, N = d, K = 64 keys)  warpgroup w: d [128w, 128w + 128)
-// P^T and dS^T meet in shared memory (each warpgroup writes its queries' half), so every GEMM after
-// the pointwise pass reads both operands from shared memory. dQ leaves from registers by vector
-// reductions (no room for a 64 KB fp32 staging buffer beside the 2-stage Q/dO ring).
+// split the work by role (the plain variant) or by queries (dropout, softcap/ALiBi), then by head dim:
+//   S^T  = K Q^T                  (M = 64 keys, N = 64 queries, K = d)  by role: warpgroup 0
+//   dP^T = V dO^T                 (same)                                 by role: warpgroup 1
+//                                 by queries: warpgroup w computes both for queries [32w, 32w + 32)
+//   dV  += P^T dO, dK += dS^T Q   (M = 64 keys, N = d, K = 64 queries)   warpgroup w: d [128w, 128w + 128)
+//   dQ   = dS K                   (M = 64 queries, N = d, K = 64 keys)   warpgroup w: d [128w, 128w + 128)
+// By role, warpgroup 0 writes P^T to shared memory and warpgroup 1 reads it back beside its dP^T and
+// writes dS^T; by queries, each writes its half of both. Every GEMM after the pointwise pass reads
+// both operands from shared memory. By role, S^T and dP^T run at N = 64 and read 128 KB of shared
+// memory a step; by queries (N = 32) the A operand is read twice: 192 KB (bench/NOTES.md, session 25).
+// dQ leaves from registers by vector reductions (no room for a 64 KB fp32 staging buffer beside the
+// 2-stage Q/dO ring).
 template <typename Element_, int kHeadDim_>
 struct BwdSplitDTraits {
   using Element = Element_;
@@ -133,7 +138,11 @@ struct BwdSplitDTraits {
   static_assert(kHeadDim % 128 == 0, "two warpgroup halves of whole 128-byte swizzle atoms");
 
   using SplitN = Layout<Shape<_1, _2, _1>>;  // warpgroup w takes the w-th half of N
+  // By role: one warpgroup's GEMM (S^T in warpgroup 0, dP^T in warpgroup 1). By queries: both
+  // warpgroups, each taking half of N.
   using TiledMmaSdP = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockN>, Int<kBlockM>, Int<kHeadDim>>>()));
+  using TiledMmaSdPHalves = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockN>, Int<kBlockM / 2>, Int<kHeadDim>>>(), SplitN{}));
   using TiledMmaKV = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, Shape<Int<kBlockN>, Int<kHeadDim / 2>, Int<kBlockM>>,
@@ -153,13 +162,15 @@ struct BwdSplitDTraits {
   using SmemLayoutKt = decltype(composition(
       SmemLayoutK{}, make_ordered_layout(Shape<Int<kHeadDim>, Int<kBlockN>>{}, Step<_2, _1>{})));
   // P^T and dS^T of a step (keys, queries, step parity), queries contiguous: written by stmatrix as
-  // the S^T accumulator is held, read as the K-major A operand of dV / dK; dS^T viewed (queries,
-  // keys) is dQ's M-major A operand. Double-buffered by step parity: a warpgroup writes the next
-  // step's tiles while the other may still read this step's.
+  // the S^T / dP^T accumulator is held (by role, warpgroup 1 reads P^T back by ldmatrix in the same
+  // order), read as the K-major A operand of dV / dK; dS^T viewed (queries, keys) is dQ's M-major A
+  // operand. Double-buffered by step parity: a warpgroup writes the next step's tiles while the
+  // other may still read this step's.
   using SmemLayoutPt = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kBlockN>, Int<kBlockM>, _2>{}));
   using SmemLayoutdS = decltype(composition(
       SmemLayoutPt{}, make_ordered_layout(Shape<Int<kBlockM>, Int<kBlockN>, _2>{}, Step<_2, _1, _3>{})));
   using SmemCopyPt = Copy_Atom<SM90_U32x4_STSM_N, Element>;
+  using SmemLoadPt = Copy_Atom<SM75_U32x4_LDSM_N, Element>;
 
   using TmaQ = TmaLoad<Element, SmemLayoutQ, Shape<Int<kBlockM>, Int<kHeadDim>>>;
   using TmaK = TmaLoad<Element, SmemLayoutK, Shape<Int<kBlockN>, Int<kHeadDim>>>;
@@ -182,7 +193,7 @@ struct BwdSplitDTraits {
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
-  // Named barriers (0 is __syncthreads): P^T of both warpgroups written (3), dS^T (4); deterministic
+  // Named barriers (0 is __syncthreads): P^T written (3), dS^T written (4); deterministic
   // mode, between consumer warpgroup w and its turn-keeper warp: the turn is this key block's
   // (5 + 2w), the warpgroup's adds are issued (6 + 2w).
   static constexpr int kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
