@@ -29,8 +29,9 @@ std::vector<KernelCase> sm90_cases() {
                        // Head dims below their bucket's width: through the epilogue from registers
                        // (d96 has no TMA store), O's columns one by one; d256's short tile by TMA
                        // (two 128-column passes, columns past d outside the box) and from
-                       // registers (varlen, the feature variants).
-                       {100, 200, 80, true}, {150, 300, 200, false}});
+                       // registers (varlen, the feature variants); d256's 80-key tile through its
+                       // K/V stages (700 keys a row), columns past d outside the box.
+                       {100, 200, 80, true}, {150, 300, 200, false}, {150, 700, 200, false}});
 }
 
 using Sm90Fwd = GpuTestWithParam<KernelCase>;
