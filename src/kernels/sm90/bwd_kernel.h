@@ -231,12 +231,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     auto on_prob = [&](int r, int c, float prob, float grad) {
       if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
     };
-    if (vis.whole)
-      probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
-                                       on_prob);
-    else
-      probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
-                                      on_prob);
+    block_probabilities<kTransform>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                    on_prob);
 
     // dV += (P Z)^T dO, issued as soon as P is (group 3).
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());

@@ -109,4 +109,19 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
   }
 }
 
+// probabilities() with the per-element mask only where the block needs one (vis.whole: none), so
+// the common, whole block runs branch-free.
+template <bool kTransform, typename TensorS, typename CoordRC, typename OnProb>
+__device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p,
+                                                    const SeqInfo& si, int m0, int k0, const BlockVisibility& vis,
+                                                    float slope, float softcap_inv, float scale_log2,
+                                                    const float* lse_log2, OnProb&& on_prob) {
+  if (vis.whole)
+    probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                     on_prob);
+  else
+    probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                    on_prob);
+}
+
 }  // namespace flashattn::sm90

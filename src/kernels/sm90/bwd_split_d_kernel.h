@@ -160,7 +160,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor tPsPt = thr_copy_pt.partition_D(sPt);  // (CPY, CPY_M, CPY_N, parity)
   Tensor tdSsdSt = thr_copy_pt.partition_D(sdSt);
   auto load_pt = make_tiled_copy_C(typename Traits::SmemLoadPt{}, mma_sdp);
-  Tensor tPsPt_load = load_pt.get_thread_slice(sdp_tid).partition_S(sPt);
+  auto thr_load_pt = load_pt.get_thread_slice(sdp_tid);
+  Tensor tPsPt_load = thr_load_pt.partition_S(sPt);
   constexpr bool kEarlyP = !kTransform;  // split by queries: as in bwd_kernel.h
   cutlass::PipelineState<Traits::kStages> state;
   BwdStep at = walk.first;
@@ -202,10 +203,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         // P^T = exp(scale S^T - lse) (bwd_pointwise.h), to shared memory for dV and warpgroup 1.
         const BlockVisibility vis = block_visibility<kBlockN, kBlockM>(p, si, m0, n0);
         auto no_ds = [](int, int, float, float) {};
-        if (vis.whole)
-          probabilities<false, false>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, 0.f, scale_log2, lse_log2, no_ds);
-        else
-          probabilities<false, true>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, 0.f, scale_log2, lse_log2, no_ds);
+        block_probabilities<false>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, 0.f, scale_log2, lse_log2, no_ds);
         Tensor rP = cute::make_tensor<Element>(acc.layout());
         CUTE_UNROLL
         for (int i = 0; i < size(acc); ++i) rP(i) = Element(acc(i));
@@ -224,7 +222,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         // dS = P (dP - D) (Alg. 2 line 16), P read back as warpgroup 0 wrote it: the same thread
         // holds the same (key, query) in both accumulators.
         Tensor rP = cute::make_tensor<Element>(acc.layout());
-        copy(load_pt, tPsPt_load(_, _, _, parity), load_pt.get_thread_slice(sdp_tid).retile_D(rP));
+        copy(load_pt, tPsPt_load(_, _, _, parity), thr_load_pt.retile_D(rP));
         Tensor rdS = cute::make_tensor<Element>(acc.layout());
         CUTE_UNROLL
         for (int i = 0; i < size(acc); ++i) rdS(i) = Element(float(rP(i)) * (acc(i) - dsum_q[get<1>(tScS(i))]));
@@ -276,12 +274,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       auto on_prob = [&](int r, int c, float prob, float grad) {
         if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
       };
-      if (vis.whole)
-        probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
-                                         on_prob);
-      else
-        probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
-                                        on_prob);
+      block_probabilities<kTransform>(s_rc, cS_rc, p, si, m0, n0, vis, slope, softcap_inv, scale_log2, lse_log2,
+                                      on_prob);
 
       // (P Z)^T and dS^T of this warpgroup's queries into shared memory (stmatrix, 8 x 8 tiles).
       Tensor rP = cute::make_tensor<Element>(acc_s.layout());
