@@ -122,8 +122,8 @@ namespace flashattn::sm90 {
 // both operands from shared memory. By role, S^T and dP^T run at N = 64 and read 128 KB of shared
 // memory a step; by queries (N = 32) the A operand is read twice: 192 KB (bench/NOTES.md, session 25).
 // dQ leaves from registers by vector reductions (no room for a 64 KB fp32 staging buffer beside the
-// 2-stage Q/dO ring). Those reductions bound the kernel: 64 KB of fp32 a step, about 60 of L2's 87
-// busy points at 8k; without them it ran 27% faster (bench/NOTES.md, session 26).
+// 2-stage Q/dO ring). Those reductions bound the kernel: 64 KB of fp32 a step, about 65% of its L2
+// work at 8k; without them it ran 27% faster (bench/NOTES.md, session 26).
 template <typename Element_, int kHeadDim_>
 struct BwdSplitDTraits {
   using Element = Element_;
