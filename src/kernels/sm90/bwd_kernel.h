@@ -210,13 +210,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
 
     // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
-    const KeepBits<decltype(size(cS_rc))::value> keep_bits =
-        kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, k0) : 0u;
-    auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
+    const auto z = dropout_scale<kDropout>(p, rng, b, at.h, cS_rc, m0, k0, keep_scale);
     // Per value (with dropout mask Z and the softcap derivative g):
     //   P = exp(s - lse),  dS = P (Z dP - D) g,  and P Z feeds dV  (Alg. 2 lines 13-16).
     auto ds_value = [&](int r, int c, float prob, float grad) {
-      const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
+      const float zdp = z(r, c, dp_rc(r, c));
       return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
     };
     if constexpr (kEarlyP) warpgroup_wait<1>();  // S^T done
@@ -237,11 +235,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // dV += (P Z)^T dO, issued as soon as P is (group 3).
     Tensor rP = cute::make_tensor<Element>(acc_s.layout());
     Tensor rP_rc = cute::make_tensor(rP.data(), rowcol(rP.layout()));
-    CUTE_UNROLL
-    for (int r = 0; r < size<0>(s_rc); ++r) {
-      CUTE_UNROLL
-      for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
-    }
+    dropout_probabilities(rP_rc, s_rc, z);
     Tensor tdVrP = cute::make_tensor(rP.data(), acc_as_operand_a(rP.layout()));
     warpgroup_fence_operand(acc_dv);
     warpgroup_arrive();

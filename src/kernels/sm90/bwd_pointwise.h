@@ -51,6 +51,37 @@ __device__ __forceinline__ auto dropout_keep_bits(const Problem& p, const Philox
   return keep_bits;
 }
 
+// Z x of Alg. 2 for one value of the thread's tile: x / (1 - p_drop) where the dropout mask keeps
+// it, 0 where it drops it; x itself without dropout.
+template <bool kDropout, int kCols, typename Bits>
+struct DropoutScale {
+  Bits keep_bits;
+  float keep_scale;
+  __device__ __forceinline__ bool kept(int r, int c) const { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); }
+  __device__ __forceinline__ float operator()(int r, int c, float x) const { return kept(r, c) ? x * keep_scale : 0.f; }
+};
+
+// Z of a thread's tile (keep bits computed under the GEMMs) and its rescale 1 / (1 - p_drop).
+template <bool kDropout, typename CoordRC>
+__device__ __forceinline__ auto dropout_scale(const Problem& p, const PhiloxState& rng, int b, int h,
+                                              const CoordRC& cS_rc, int m0, int k0, float keep_scale) {
+  constexpr int kRows = decltype(cute::size<0>(cS_rc))::value, kCols = decltype(cute::size<1>(cS_rc))::value;
+  using Bits = KeepBits<kRows * kCols>;
+  return DropoutScale<kDropout, kCols, Bits>{kDropout ? Bits(dropout_keep_bits(p, rng, b, h, cS_rc, m0, k0)) : Bits(0),
+                                             keep_scale};
+}
+
+// (P Z) in the GEMM's element type, the A operand of dV += (P Z)^T dO.
+template <typename TensorP, typename TensorS, typename Z>
+__device__ __forceinline__ void dropout_probabilities(TensorP& p_rc, const TensorS& s_rc, const Z& z) {
+  using Element = typename TensorP::value_type;
+  CUTE_UNROLL
+  for (int r = 0; r < cute::size<0>(s_rc); ++r) {
+    CUTE_UNROLL
+    for (int c = 0; c < cute::size<1>(s_rc); ++c) p_rc(r, c) = Element(z(r, c, s_rc(r, c)));
+  }
+}
+
 // Which keys of a kKeys x kBlockM block (keys from k0, queries from m0) see which queries. Key k sees
 // query q iff k < seqlen_k and q + diag - window_left <= k <= q + diag + window_right (a negative
 // window is unbounded); in block-local coordinates, key kr sees query qi iff kr < keys_left and

@@ -251,13 +251,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Tensor dp_rc = cute::make_tensor(acc_dp.data(), rowcol(acc_dp.layout()));
 
       // Dropout (the forward's mask), computed under the GEMMs: a keep bit per value.
-      const KeepBits<decltype(size(cS_rc))::value> keep_bits =
-          kDropout ? dropout_keep_bits(p, rng, b, at.h, cS_rc, m0, n0) : 0u;
-      auto kept = [&](int r, int c) { return !kDropout || ((keep_bits >> (r * kCols + c)) & 1); };
+      const auto z = dropout_scale<kDropout>(p, rng, b, at.h, cS_rc, m0, n0, keep_scale);
       // P = exp(s - lse), dS = P (Z dP - D) g, P Z feeds dV (Alg. 2 lines 13-16; Z the dropout mask,
       // g the softcap derivative).
       auto ds_value = [&](int r, int c, float prob, float grad) {
-        const float zdp = kept(r, c) ? dp_rc(r, c) * keep_scale : 0.f;
+        const float zdp = z(r, c, dp_rc(r, c));
         return prob * (zdp - dsum_q[get<1>(cS_rc(r, c))]) * grad;
       };
       if constexpr (kEarlyP)
@@ -280,11 +278,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // (P Z)^T and dS^T of this warpgroup's queries into shared memory (stmatrix, 8 x 8 tiles).
       Tensor rP = cute::make_tensor<Element>(acc_s.layout());
       Tensor rP_rc = cute::make_tensor(rP.data(), rowcol(rP.layout()));
-      CUTE_UNROLL
-      for (int r = 0; r < size<0>(s_rc); ++r) {
-        CUTE_UNROLL
-        for (int c = 0; c < kCols; ++c) rP_rc(r, c) = Element(kept(r, c) ? s_rc(r, c) * keep_scale : 0.f);
-      }
+      dropout_probabilities(rP_rc, s_rc, z);
       copy(copy_pt, thr_copy_pt.retile_S(rP), tPsPt(_, _, _, parity));
       cutlass::arch::fence_view_async_shared();                          // read next by wgmma (async proxy)
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // both halves of P^T written
