@@ -93,8 +93,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at, lane);
         if (cute::elect_one_sync()) turn.wait();
         __syncwarp();
-        cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierTurn + 2 * lane);
-        cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierAdded + 2 * lane);
+        cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierTurn + lane);
+        cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierAdded + lane);
         // The consumers' reductions precede the barrier; the fence makes them visible device-wide
         // before the release (fence cumulativity, as in a cooperative grid sync).
         if (cute::elect_one_sync()) {
@@ -325,13 +325,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                int64_t(at.m_block) * kBlockM * kHeadDim;
     // Deterministic mode: this key block's turn on the query block, for this warpgroup's half of d
     // (its turn keeper in the producer warpgroup).
-    if (call.deterministic) cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierTurn + 2 * w);
+    if (call.deterministic) cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierTurn + w);
     send_dq(0);
     if (!spread_dq) {
       CUTE_UNROLL
       for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
     }
-    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierAdded + 2 * w);
+    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierAdded + w);
     warpgroup_wait<0>();  // dK done
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cute/tensor.hpp>
+#include <cutlass/arch/barrier.h>
 #include <cutlass/numeric_types.h>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
 
@@ -194,10 +195,12 @@ struct BwdSplitDTraits {
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
-  // Named barriers (0 is __syncthreads): P^T written (3), dS^T written (4); deterministic
-  // mode, between consumer warpgroup w and its turn-keeper warp: the turn is this key block's
-  // (5 + 2w), the warpgroup's adds are issued (6 + 2w).
-  static constexpr int kBarrierP = 3, kBarrierdS = 4, kBarrierTurn = 5, kBarrierAdded = 6;
+  // Named barriers, CUTLASS NamedBarrier ids (hardware id - 8): P^T written (1), dS^T written (2);
+  // deterministic mode, between consumer warpgroup w and its turn-keeper warp: the turn is this key
+  // block's (3 + w), the warpgroup's adds are issued (5 + w).
+  static constexpr int kBarrierP = 1, kBarrierdS = 2, kBarrierTurn = 3, kBarrierAdded = 5;
+  static_assert(kBarrierAdded + 1 + int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) < 16,
+                "16 hardware barriers");
   static constexpr int kTurnSyncThreads = 128 + 32;  // a consumer warpgroup and its turn keeper
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
