@@ -98,10 +98,12 @@ struct BwdTraits {
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static constexpr uint32_t kDqBytes = uint32_t(kBlockM * kHeadDim * sizeof(float));
 
-  // Named barriers (0 is __syncthreads): per consumer warpgroup (1, 2);
+  // Named barriers, CUTLASS NamedBarrier ids (hardware id - 8): per consumer warpgroup (1, 2);
   // "dS of both warpgroups written" by step parity (3, 4); the dQ buffer full (5) and free (6),
   // between the consumer warpgroup of the step and the dQ writer warp.
   static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
+  static_assert(kBarrierDqEmpty + int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) < 16,
+                "16 hardware barriers");
   static constexpr int kDqSyncThreads = 128 + 32;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
