@@ -39,11 +39,10 @@ namespace flashattn::sm90 {
 // Named barrier `id` of `threads` (CUTLASS NamedBarrier numbering, as every other barrier of these
 // kernels): wait for it (bar.sync) when `wait`, else only arrive.
 __device__ __forceinline__ void sync_or_arrive(bool wait, int id, int threads) {
-  id += int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier);
   asm volatile(
       "{\n .reg .pred p;\n setp.ne.b32 p, %0, 0;\n @p bar.sync %1, %2;\n @!p bar.arrive %1, %2;\n}\n" ::"r"(
           int(wait)),
-      "r"(id), "r"(threads)
+      "r"(hardware_barrier(id)), "r"(threads)
       : "memory");
 }
 

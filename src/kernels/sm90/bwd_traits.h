@@ -34,6 +34,10 @@ namespace flashattn::sm90 {
 using namespace cute;
 using cute::Tensor;
 
+// The hardware barrier that CUTLASS NamedBarrier id `id` names: CUTLASS keeps hardware ids 0-7 for
+// itself, and the hardware has 16. Every barrier constant of the backward kernels is a NamedBarrier id.
+constexpr int hardware_barrier(int id) { return id + int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier); }
+
 template <typename Element_, int kHeadDim_, int kBlockM_ = 64>
 struct BwdTraits {
   using Element = Element_;
@@ -98,12 +102,11 @@ struct BwdTraits {
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
   static constexpr uint32_t kDqBytes = uint32_t(kBlockM * kHeadDim * sizeof(float));
 
-  // Named barriers, CUTLASS NamedBarrier ids (hardware id - 8): per consumer warpgroup (1, 2);
+  // Named barriers (NamedBarrier ids, hardware_barrier above): per consumer warpgroup (1, 2);
   // "dS of both warpgroups written" by step parity (3, 4); the dQ buffer full (5) and free (6),
   // between the consumer warpgroup of the step and the dQ writer warp.
   static constexpr int kBarrierWarpGroup = 1, kBarrierDsFull = 3, kBarrierDqFull = 5, kBarrierDqEmpty = 6;
-  static_assert(kBarrierDqEmpty + int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) < 16,
-                "16 hardware barriers");
+  static_assert(hardware_barrier(kBarrierDqEmpty) < 16, "16 hardware barriers");
   static constexpr int kDqSyncThreads = 128 + 32;
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
@@ -197,12 +200,11 @@ struct BwdSplitDTraits {
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
-  // Named barriers, CUTLASS NamedBarrier ids (hardware id - 8): P^T written (1), dS^T written (2);
+  // Named barriers (NamedBarrier ids, hardware_barrier above): P^T written (1), dS^T written (2);
   // deterministic mode, between consumer warpgroup w and its turn-keeper warp: the turn is this key
   // block's (3 + w), the warpgroup's adds are issued (5 + w).
   static constexpr int kBarrierP = 1, kBarrierdS = 2, kBarrierTurn = 3, kBarrierAdded = 5;
-  static_assert(kBarrierAdded + 1 + int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) < 16,
-                "16 hardware barriers");
+  static_assert(hardware_barrier(kBarrierAdded + 1) < 16, "16 hardware barriers");
   static constexpr int kTurnSyncThreads = 128 + 32;  // a consumer warpgroup and its turn keeper
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
