@@ -95,12 +95,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         __syncwarp();
         cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierTurn + lane);
         cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierAdded + lane);
-        // The consumers' reductions precede the barrier; the fence makes them visible device-wide
-        // before the release (fence cumulativity, as in a cooperative grid sync).
-        if (cute::elect_one_sync()) {
-          __threadfence();
-          turn.pass();
-        }
+        // The consumers' reductions precede the barrier; the release store makes them visible
+        // device-wide before the turn (fence cumulativity, as in a cooperative grid sync).
+        if (cute::elect_one_sync()) turn.pass();
         __syncwarp();
       }
     }
