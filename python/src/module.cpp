@@ -165,6 +165,11 @@ NB_MODULE(_C, m) {
 #else
   m.attr("__commit__") = "";
 #endif
+#ifdef FLASHATTN_SOURCE_SHA256
+  m.attr("__source_sha256__") = FLASHATTN_SOURCE_SHA256;  // of src/ and include/ (CMakeLists.txt)
+#else
+  m.attr("__source_sha256__") = "";
+#endif
   m.def("fwd", &fwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("rng_state"),
         nb::arg("stream"), nb::arg("backend"));
   m.def("bwd_workspace_size", &bwd_workspace_size, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"),
