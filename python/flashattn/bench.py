@@ -291,7 +291,7 @@ def main(argv=None):
     gemm, copy = gemm_and_copy(args.reps)
     # The commit can be stale where the checkout's .git is (the GPU machine's copy); the sources'
     # hash is not: scripts/which-commit maps it to the commit with the same src/ and include/.
-    source_sha256 = getattr(flashattn._C, "__source_sha256__", "")
+    source_sha256 = flashattn._C.__source_sha256__
     results = dict(card=card, torch=torch.__version__, cudnn=torch.backends.cudnn.version(), commit=commit,
                    source_sha256=source_sha256,
                    dtype=args.dtype, gemm_bf16_tflops=gemm, copy_tbs=copy, host_us_per_call=host_us_per_call(peers),
