@@ -138,7 +138,7 @@ struct DqTurn {
   }
 };
 
-// `lane`: the workspace's turn lane (sm80/bwd.h), 1 only for the d256 kernel's second warpgroup.
+// `lane`: the workspace's turn lane (sm80/bwd.h), 1 only for the d256 kernel's second chain of turns.
 template <int kBlockM, int kBlockN>
 __device__ __forceinline__ DqTurn dq_turn(const BwdCall& call, const sm80::BwdWorkspace& ws, int b, const SeqInfo& si,
                                           int n_block, const BwdStep& at, int lane = 0) {

@@ -8,8 +8,8 @@
 // softcap/ALiBi warpgroup w computes all of that for queries [32w, 32w + 32). Then warpgroup w runs
 // dV[:, half w] += P^T dO, dK[:, half w] += dS^T Q and dQ[:, half w] = dS K, all from shared
 // memory, and dQ is added to the fp32 dq_accum by vector reductions straight from registers (in
-// deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel; warp 1
-// keeps the turns).
+// deterministic mode the key blocks add in descending key order, as in the d64/d128 kernel; warps 1
+// and 2 keep the turns).
 // Every FA2 backward feature: causal, window, ALiBi, softcap, dropout, GQA/MQA, varlen.
 #pragma once
 
@@ -48,6 +48,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const SeqInfo& si = cta.si;
   const BwdSteps walk = bwd_steps<kBlockM, kBlockN>(p, si, n_block, hk);
   const int steps = walk.count;
+  // The plain variant (no dropout, no softcap/ALiBi) spreads each step's dQ reductions over the next
+  // step (below). Deterministic mode keeps two chains of turns: there, one per half of each thread's
+  // reductions, kept for both warpgroups (a half goes out and is passed on while the other waits for
+  // its turn); otherwise one per warpgroup (each adds its own half of d).
+  constexpr bool kSpreadDq = !kDropout && !kTransform;
 
   const int warp_group = cutlass::canonical_warp_group_idx();
   Tensor sQ = cute::make_tensor(make_smem_ptr(shared.q.begin()), typename Traits::SmemLayoutQ{});
@@ -61,6 +66,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Tensor sdSt = cute::make_tensor(make_smem_ptr(shared.dst.begin()), typename Traits::SmemLayoutPt{});
   Tensor sdS = cute::make_tensor(make_smem_ptr(shared.dst.begin()), typename Traits::SmemLayoutdS{});
 
+  if (threadIdx.x == 0) {  // made visible by init_bwd_barriers' __syncthreads
+    for (int w = 0; w < 2; ++w) {
+      for (int j = 0; j < 2; ++j) {
+        cutlass::arch::ClusterBarrier::init(&shared.turn_granted[w][j], 1);
+        cutlass::arch::ClusterBarrier::init(&shared.turn_added[w][j], 128);
+      }
+    }
+  }
   Pipeline pipeline_q = init_bwd_barriers<Traits>(shared, warp_group == 0);
 
   if (warp_group == 0) {
@@ -80,24 +93,27 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       copy(params.tma_v.with(shared.barrier_kv), tVgV, tVsV);
       load_q_dout(params, pipeline_q, sQ, sdO, shared, b, si, t, walk);
     } else if ((threadIdx.x / 32 == 1 || threadIdx.x / 32 == 2) && call.deterministic) {
-      // Deterministic mode's turn keepers, warp 1 + w for consumer warpgroup w: each warpgroup adds
-      // its own half of d, so each keeps its own chain of turns (lane w of the workspace). Per step
-      // the keeper waits until the key blocks above this one have added that half into the query
-      // block (DqTurn, bwd_load.h), lets the warpgroup send its reductions, and once they are
-      // issued, fences and passes the turn on. The fence waits for the reductions to complete; here
-      // it stalls this warp only, not the consumers' next step.
-      const int lane = threadIdx.x / 32 - 1;
+      // Deterministic mode's turn keepers: warp 1 + j keeps chain j (lane j of the workspace), of
+      // both warpgroups' reductions in the plain variant, of warpgroup j's otherwise (kSpreadDq).
+      // Per step the keeper waits until the key blocks above this one have added the chain's part
+      // into the query block (DqTurn, bwd_load.h), lets the consumers send it, and once it is issued,
+      // passes the turn on with a release store. The release waits for the reductions to complete;
+      // here it stalls this warp only, not the consumers' next step.
+      const int j = threadIdx.x / 32 - 1;
       BwdStep at = walk.first;
 #pragma unroll 1
       for (int step = 0; step < steps; ++step, walk.advance(at)) {
-        const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at, lane);
-        if (cute::elect_one_sync()) turn.wait();
-        __syncwarp();
-        cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierTurn + lane);
-        cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierAdded + lane);
-        // The consumers' reductions precede the barrier; the release store makes them visible
-        // device-wide before the turn (fence cumulativity, as in a cooperative grid sync).
-        if (cute::elect_one_sync()) turn.pass();
+        const DqTurn turn = dq_turn<kBlockM, kBlockN>(call, params.ws, b, si, n_block, at, j);
+        if (cute::elect_one_sync()) {
+          turn.wait();
+          // The warpgroups this keeper serves: both in the plain variant (chain j), else warpgroup j.
+          const int w_begin = kSpreadDq ? 0 : j, w_end = kSpreadDq ? 2 : j + 1;
+          for (int w = w_begin; w < w_end; ++w) cutlass::arch::ClusterBarrier::arrive(&shared.turn_granted[w][j]);
+          // The consumers' reductions precede their arrivals (release) and this wait (acquire); the
+          // release store makes them visible device-wide before the turn (fence cumulativity).
+          for (int w = w_begin; w < w_end; ++w) cutlass::arch::ClusterBarrier::wait(&shared.turn_added[w][j], step % 2);
+          turn.pass();
+        }
         __syncwarp();
       }
     }
@@ -111,7 +127,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // dropout, -15% with softcap at 4k (bench/NOTES.md, session 25). Warpgroup w computes head-dim
   // half w of dK, dV and dQ in both.
   consumer_registers<Traits>();
-  constexpr bool kByRole = !kDropout && !kTransform;
+  constexpr bool kByRole = kSpreadDq;
   using TiledMmaSdP = std::conditional_t<kByRole, typename Traits::TiledMmaSdP, typename Traits::TiledMmaSdPHalves>;
   const int tid = threadIdx.x - 128, w = warp_group - 1;  // w warp-uniform
   TiledMmaSdP mma_sdp;
@@ -165,8 +181,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // dQ of a step leaves in 4 batches of 4 vector reductions a thread: one under the step's dK GEMM,
   // the others at three points of the next step (its start, P^T written, dS^T written), so the load/store unit never
   // holds a whole step's 64 KB of reductions at once (the warps stalled on its queue, and on the reductions' registers,
-  // when all 16 went out together). Deterministic mode sends all 4 before the next key block's turn;
-  // so do the dropout and softcap/ALiBi variants (the held values would spill there).
+  // when all 16 went out together). The dropout and softcap/ALiBi variants send all 4 under the dK GEMM (the held
+  // values would spill there). Deterministic mode: batches 0-1 and 2-3 are chains 0 and 1 of the turns (kSpreadDq).
   Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
   float* dq_block = nullptr;
   constexpr int kDqBatches = 4, kDqBatch = decltype(size(acc_dq))::value / kDqBatches;
@@ -177,13 +193,23 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       reduce_add4(dq_block + (i / 4) * 4 * kConsumers + 4 * tid, acc_dq(i), acc_dq(i + 1), acc_dq(i + 2),
                   acc_dq(i + 3));
   };
-  const bool spread_dq = !kDropout && !kTransform && !call.deterministic;
+  // Deterministic mode: the turn of chain j (its keeper in the producer warpgroup), and its adds issued.
+  // (Each chain takes one turn a step: the turn of step s completes its barriers' phase s.)
+  auto turn_begin = [&](int j, int step) {
+    if (call.deterministic) cutlass::arch::ClusterBarrier::wait(&shared.turn_granted[w][j], step % 2);
+  };
+  auto turn_end = [&](int j) {
+    if (call.deterministic) cutlass::arch::ClusterBarrier::arrive(&shared.turn_added[w][j]);
+  };
   for (int step = 0; step < steps; ++step, walk.advance(at)) {
     const int m0 = at.m_block * kBlockM, st = state.index(), parity = step % 2;
     pipeline_q.consumer_wait(state);
     // (Not after the S^T / dP^T issue: reading these registers under those GEMMs makes ptxas wait for
     // them, C7517.)
-    if (spread_dq && step > 0) send_dq(1);
+    if (kSpreadDq && step > 0) {
+      send_dq(1);
+      turn_end(0);
+    }
     if constexpr (kByRole) {
       AccS acc;  // S^T in warpgroup 0, dP^T in warpgroup 1
       warpgroup_fence_operand(acc);
@@ -208,7 +234,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
       cutlass::arch::fence_view_async_shared();                          // read next by wgmma (async proxy)
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierP);  // P^T written
-      if (spread_dq && step > 0) send_dq(2);
+      if (kSpreadDq && step > 0) {
+        turn_begin(1, step - 1);
+        send_dq(2);
+      }
 
       // dV += P^T dO on this warpgroup's half of d, while warpgroup 1 computes dS.
       warpgroup_fence_operand(acc_dv);
@@ -227,7 +256,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
       cutlass::arch::fence_view_async_shared();
       cutlass::arch::NamedBarrier::sync(kConsumers, Traits::kBarrierdS);  // dS^T written
-      if (spread_dq && step > 0) send_dq(3);
+      if (kSpreadDq && step > 0) {
+        send_dq(3);
+        turn_end(1);
+      }
     } else {
       AccS acc_s, acc_dp;
       warpgroup_fence_operand(acc_s);
@@ -320,15 +352,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // contiguous bytes. Padded rows hold zeros (P = 0 there), so every value is added.
     dq_block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
                int64_t(at.m_block) * kBlockM * kHeadDim;
-    // Deterministic mode: this key block's turn on the query block, for this warpgroup's half of d
-    // (its turn keeper in the producer warpgroup).
-    if (call.deterministic) cutlass::arch::NamedBarrier::sync(Traits::kTurnSyncThreads, Traits::kBarrierTurn + w);
+    turn_begin(kSpreadDq ? 0 : w, step);
     send_dq(0);
-    if (!spread_dq) {
+    if (!kSpreadDq) {
       CUTE_UNROLL
       for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
+      turn_end(w);
     }
-    if (call.deterministic) cutlass::arch::NamedBarrier::arrive(Traits::kTurnSyncThreads, Traits::kBarrierAdded + w);
     warpgroup_wait<0>();  // dK done
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);
@@ -336,9 +366,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     ++state;
   }
 
-  if (spread_dq && steps > 0) {
-    CUTE_UNROLL
-    for (int batch = 1; batch < kDqBatches; ++batch) send_dq(batch);
+  if (kSpreadDq && steps > 0) {
+    send_dq(1);
+    turn_end(0);
+    turn_begin(1, steps - 1);
+    send_dq(2);
+    send_dq(3);
+    turn_end(1);
   }
 
   // dK (times the softmax scale: S = scale Q K^T) and dV of the stored keys, this warpgroup's half of d.

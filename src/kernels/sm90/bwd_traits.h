@@ -197,15 +197,15 @@ struct BwdSplitDTraits {
     alignas(16) float dsum[kStages][kBlockM];      // bulk copy beside its Q and dO
     typename Pipeline::SharedStorage pipeline_q;
     alignas(8) uint64_t barrier_kv;
+    // Deterministic mode, between turn keeper j and consumer warpgroup w (bwd_split_d_kernel.h):
+    // [w][j], the turn is this key block's, and the warpgroup's adds of the turn are issued.
+    uint64_t turn_granted[2][2], turn_added[2][2];
   };
   static constexpr int kSmemBytes = int(sizeof(SharedStorage));
 
-  // Named barriers (NamedBarrier ids, hardware_barrier above): P^T written (1), dS^T written (2);
-  // deterministic mode, between consumer warpgroup w and its turn-keeper warp: the turn is this key
-  // block's (3 + w), the warpgroup's adds are issued (5 + w).
-  static constexpr int kBarrierP = 1, kBarrierdS = 2, kBarrierTurn = 3, kBarrierAdded = 5;
-  static_assert(hardware_barrier(kBarrierAdded + 1) < 16, "16 hardware barriers");
-  static constexpr int kTurnSyncThreads = 128 + 32;  // a consumer warpgroup and its turn keeper
+  // Named barriers (NamedBarrier ids, hardware_barrier above): P^T written (1), dS^T written (2).
+  static constexpr int kBarrierP = 1, kBarrierdS = 2;
+  static_assert(hardware_barrier(kBarrierdS) < 16, "16 hardware barriers");
   static_assert(kSmemBytes <= 227 * 1024, "more shared memory than an sm90 block may have");
 };
 
