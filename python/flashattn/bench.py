@@ -47,6 +47,8 @@ def parse_args(argv):
                    help="flashattn implementation (auto: what the dispatcher picks)")
     p.add_argument("--reps", type=int, default=30, help="timed repetitions (median)")
     p.add_argument("--out", default=None, help="results JSON (default bench/results/<card>-<date>.json)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="also time our backward in deterministic mode (its row's deterministic_ms / _tflops)")
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
 
@@ -167,10 +169,11 @@ def run_point(args, d, causal, s, passes, peers):
     if args.varlen:
         cu = torch.arange(0, (b + 1) * s, s, device="cuda", dtype=torch.int32)
         qv, kv_, vv = (x.detach().reshape(b * s, x.shape[2], d).requires_grad_() for x in (q, k, v))
-        ours = lambda: flashattn.flash_attn_varlen_func(qv, kv_, vv, cu, cu, s, s, causal=causal)
+        ours = lambda det=False: flashattn.flash_attn_varlen_func(qv, kv_, vv, cu, cu, s, s, causal=causal,
+                                                                  deterministic=det)
         ours_inputs, ours_grad = (qv, kv_, vv), g.reshape(b * s, h, d)
     else:
-        ours = lambda: flashattn.flash_attn_func(q, k, v, causal=causal)
+        ours = lambda det=False: flashattn.flash_attn_func(q, k, v, causal=causal, deterministic=det)
         ours_inputs, ours_grad = (q, k, v), g
     impls = [("flashattn", ours, ours_inputs, ours_grad)]
     qt, kt, vt, gt = (x.transpose(1, 2) for x in (q, k, v, g))
@@ -197,6 +200,13 @@ def run_point(args, d, causal, s, passes, peers):
                     ms = time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
                     del o
                 row.update(ms=round(ms, 4), tflops=round(FLOP_FACTOR[ps] * flops / ms / 1e9, 1))
+                if impl == "flashattn" and ps == "bwd" and args.deterministic:
+                    # The deterministic backward (dQ's adds in a fixed order), timed the same way.
+                    o = fn(det=True)
+                    det_ms = time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
+                    del o
+                    row.update(deterministic_ms=round(det_ms, 4),
+                               deterministic_tflops=round(FLOP_FACTOR[ps] * flops / det_ms / 1e9, 1))
             except Exception as e:  # a peer that cannot run this point (e.g. cuDNN on an old card)
                 row.update(ms=None, tflops=None, note=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
             rows.append(row)
@@ -208,9 +218,12 @@ def run_point(args, d, causal, s, passes, peers):
 def table(rows, peers):
     keys = sorted({(r["pass"], r["d"], r["causal"], r["seqlen"]) for r in rows})
     by = {(r["impl"], r["pass"], r["d"], r["causal"], r["seqlen"]): r.get("tflops") for r in rows}
+    det = {(r["pass"], r["d"], r["causal"], r["seqlen"]): r["deterministic_tflops"] for r in rows
+           if r["impl"] == "flashattn" and r.get("deterministic_tflops")}
     head = f"{'pass':4} {'d':>4} {'causal':6} {'seqlen':>6} {'flashattn':>9} " + " ".join(
-        f"{p:>9} {'ratio':>6}" for p in peers)
-    lines = ["TFLOP/s (ratio = flashattn / peer)", head, "-" * len(head)]
+        f"{p:>9} {'ratio':>6}" for p in peers) + (f" {'det':>9} {'/ours':>6}" if det else "")
+    lines = ["TFLOP/s (ratio = flashattn / peer" + ("; det = our deterministic backward" if det else "") + ")", head,
+             "-" * len(head)]
     for key in keys:
         ours = by.get(("flashattn",) + key)
         cells = []
@@ -218,6 +231,9 @@ def table(rows, peers):
             t = by.get((p,) + key)
             ratio = f"{ours / t:6.2f}" if ours and t else f"{'-':>6}"
             cells.append(f"{t if t else '-':>9} {ratio}")
+        if det:  # our deterministic backward, and its ratio to our default one
+            t = det.get(key)
+            cells.append(f"{t if t else '-':>9} " + (f"{t / ours:6.2f}" if t and ours else f"{'-':>6}"))
         lines.append(f"{key[0]:4} {key[1]:4d} {str(key[2]):6} {key[3]:6d} {ours if ours else '-':>9} " + " ".join(cells))
     return "\n".join(lines)
 
@@ -228,8 +244,12 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     rows = [r for r in results["rows"] if r.get("tflops")]
+    # Our deterministic backward as an implementation of its own in the chart.
+    rows += [dict(r, impl="flashattn det", tflops=r["deterministic_tflops"]) for r in rows
+             if r["impl"] == "flashattn" and r.get("deterministic_tflops")]
     panels = sorted({(r["d"], r["causal"], r["pass"]) for r in rows}, key=lambda x: (x[2], x[0], x[1]))
-    impls = [i for i in ["flashattn", "torch-fa2", "cudnn", "mem-eff", "math"] if any(r["impl"] == i for r in rows)]
+    impls = [i for i in ["flashattn", "flashattn det", "torch-fa2", "cudnn", "mem-eff", "math"]
+             if any(r["impl"] == i for r in rows)]
     cols = min(3, len(panels))
     nrows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows), squeeze=False)
