@@ -3,10 +3,13 @@
 // backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
 //                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
-//                   [--deterministic 0|1] [--varlen 0|1] [--dropout P] [--softcap C]
+//                   [--deterministic 0|1] [--varlen 0|1] [--dropout P] [--softcap C] [--queued 0|1]
 //   --varlen 1: the same shapes packed as varlen (batch sequences of seqlen each, cu_seqlens on the
 //   device and on the host) through varlen_fwd / varlen_bwd.
 //   --dropout P, --softcap C: time the kernels' dropout or softcap variants (the JSON rows say so).
+//   --queued 1: the timed calls are queued back to back, each between its own events, as the Python
+//   benchmark times them (and as training runs them); by default the host waits for each call, so
+//   each starts on an idle GPU.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -62,7 +65,7 @@ int main(int argc, char** argv) {
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
   std::string passes = "both";
   std::vector<int> causals = {0, 1};  // --causal 0, 1, "0,1" or both
-  int reps = 30, deterministic = 0, varlen = 0;
+  int reps = 30, deterministic = 0, varlen = 0, queued = 0;
   float dropout = 0.f, softcap = 0.f;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
       causals = std::strcmp(argv[i + 1], "both") ? parse_list(argv[i + 1]) : std::vector<int>{0, 1};
     else if (!std::strcmp(argv[i], "--deterministic")) deterministic = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--varlen")) varlen = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--queued")) queued = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--dropout")) dropout = float(std::atof(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--softcap")) softcap = float(std::atof(argv[i + 1]));
     else {
@@ -96,9 +100,6 @@ int main(int argc, char** argv) {
   cudaGetDeviceProperties(&prop, 0);
   std::vector<Row> rows;
   std::vector<uint16_t> inputs[4];  // host copies of q, k, v, dout, made once (n is the same for every shape)
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
   for (int d : headdims)
     for (int causal = 0; causal < 2; ++causal)
       for (int s : seqlens) {
@@ -171,15 +172,23 @@ int main(int argc, char** argv) {
             r.note = st.message;
           } else {
             for (int i = 0; i < 3; ++i) call();
-            std::vector<float> times;
+            std::vector<float> times(reps);
+            std::vector<cudaEvent_t> starts(reps), stops(reps);
             for (int i = 0; i < reps; ++i) {
-              cudaEventRecord(start);
+              cudaEventCreate(&starts[i]);
+              cudaEventCreate(&stops[i]);
+            }
+            for (int i = 0; i < reps; ++i) {
+              cudaEventRecord(starts[i]);
               call();
-              cudaEventRecord(stop);
-              cudaEventSynchronize(stop);
-              float ms = 0;
-              cudaEventElapsedTime(&ms, start, stop);
-              times.push_back(ms);
+              cudaEventRecord(stops[i]);
+              if (!queued) cudaEventSynchronize(stops[i]);
+            }
+            for (int i = 0; i < reps; ++i) {
+              cudaEventSynchronize(stops[i]);
+              cudaEventElapsedTime(&times[i], starts[i], stops[i]);
+              cudaEventDestroy(starts[i]);
+              cudaEventDestroy(stops[i]);
             }
             std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
             r.ms = times[reps / 2];
@@ -198,6 +207,7 @@ int main(int argc, char** argv) {
   std::string variant;  // the feature variant timed, in every row
   if (dropout > 0.f) variant += ", \"dropout\": " + std::to_string(dropout);
   if (softcap > 0.f) variant += ", \"softcap\": " + std::to_string(softcap);
+  if (queued) variant += ", \"queued\": true";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(fp,
