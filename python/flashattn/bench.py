@@ -200,15 +200,18 @@ def run_point(args, d, causal, s, passes, peers):
                     ms = time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
                     del o
                 row.update(ms=round(ms, 4), tflops=round(FLOP_FACTOR[ps] * flops / ms / 1e9, 1))
-                if impl == "flashattn" and ps == "bwd" and args.deterministic:
-                    # The deterministic backward (dQ's adds in a fixed order), timed the same way.
+            except Exception as e:  # a peer that cannot run this point (e.g. cuDNN on an old card)
+                row.update(ms=None, tflops=None, note=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            if impl == "flashattn" and ps == "bwd" and args.deterministic:
+                # The deterministic backward (dQ's adds in a fixed order), timed the same way.
+                try:
                     o = fn(det=True)
                     det_ms = time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
                     del o
                     row.update(deterministic_ms=round(det_ms, 4),
                                deterministic_tflops=round(FLOP_FACTOR[ps] * flops / det_ms / 1e9, 1))
-            except Exception as e:  # a peer that cannot run this point (e.g. cuDNN on an old card)
-                row.update(ms=None, tflops=None, note=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+                except Exception as e:
+                    row.update(deterministic_note=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
             rows.append(row)
     del q, k, v, g
     torch.cuda.empty_cache()
