@@ -187,6 +187,14 @@ def run_point(args, d, causal, s, passes, peers):
                 return F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, enable_gqa=hk != h)
         impls.append((name, peer, (q, k, v), gt))
 
+    def bwd_ms(forward, inputs, grad):
+        """The backward alone, the forward's graph retained."""
+        o = forward()
+        return time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
+
+    def note(e):
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
     for impl, fn, inputs, grad in impls:
         for ps in passes:
             kernel = auto_kernel(ps, torch.cuda.get_device_capability()[0], d) if args.backend == "auto" else args.backend
@@ -196,22 +204,18 @@ def run_point(args, d, causal, s, passes, peers):
                     with torch.no_grad():
                         ms = time_ms(fn, args.reps)
                 else:
-                    o = fn()
-                    ms = time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
-                    del o
+                    ms = bwd_ms(fn, inputs, grad)
                 row.update(ms=round(ms, 4), tflops=round(FLOP_FACTOR[ps] * flops / ms / 1e9, 1))
             except Exception as e:  # a peer that cannot run this point (e.g. cuDNN on an old card)
-                row.update(ms=None, tflops=None, note=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+                row.update(ms=None, tflops=None, note=note(e))
             if impl == "flashattn" and ps == "bwd" and args.deterministic:
                 # The deterministic backward (dQ's adds in a fixed order), timed the same way.
                 try:
-                    o = fn(det=True)
-                    det_ms = time_ms(lambda: torch.autograd.grad(o, inputs, grad, retain_graph=True), args.reps)
-                    del o
+                    det_ms = bwd_ms(lambda: fn(det=True), inputs, grad)
                     row.update(deterministic_ms=round(det_ms, 4),
                                deterministic_tflops=round(FLOP_FACTOR[ps] * flops / det_ms / 1e9, 1))
                 except Exception as e:
-                    row.update(deterministic_note=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+                    row.update(deterministic_note=note(e))
             rows.append(row)
     del q, k, v, g
     torch.cuda.empty_cache()

@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     for (int w = 0; w < 2; ++w) {
       for (int j = 0; j < 2; ++j) {
         cutlass::arch::ClusterBarrier::init(&shared.turn_granted[w][j], 1);
-        cutlass::arch::ClusterBarrier::init(&shared.turn_added[w][j], 128);
+        cutlass::arch::ClusterBarrier::init(&shared.turn_added[w][j], cutlass::NumThreadsPerWarpGroup);
       }
     }
   }
