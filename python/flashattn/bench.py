@@ -5,14 +5,16 @@
 
 For each point: TFLOP/s of flashattn and of torch's FLASH_ATTENTION (FlashAttention-2), CUDNN_ATTENTION,
 EFFICIENT_ATTENTION and MATH (where it fits), timed alike (CUDA events, median); backward timed alone
-with the forward graph retained. Prints a table with our ratio to each peer; writes the results JSON
-(schema in BENCH.md) and a PNG chart.
+with the forward graph retained; with --rounds N every implementation of a point is timed N times in
+turn and the median round reported (one round moves a ratio by up to ±0.07). Prints a table with our
+ratio to each peer; writes the results JSON (schema in BENCH.md) and a PNG chart.
 """
 import argparse
 import datetime
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +48,8 @@ def parse_args(argv):
     p.add_argument("--backend", default="auto", choices=["auto", "sm80", "sm90"],
                    help="flashattn implementation (auto: what the dispatcher picks)")
     p.add_argument("--reps", type=int, default=30, help="timed repetitions (median)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time every implementation of a point this many times in turn; report the median round")
     p.add_argument("--out", default=None, help="results JSON (default bench/results/<card>-<date>.json)")
     p.add_argument("--deterministic", action="store_true",
                    help="also time our backward in deterministic mode (its row's deterministic_ms / _tflops)")
@@ -195,31 +199,55 @@ def run_point(args, d, causal, s, passes, peers):
     def note(e):
         return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
 
-    for impl, fn, inputs, grad in impls:
+    # Every implementation in turn, `rounds` times over (interleaved: a slow spell of the card, e.g. a
+    # clock dip at the power cap, lands in one round of each rather than in one implementation).
+    timings, errors = {}, {}
+    for _ in range(args.rounds):
+        for impl, fn, inputs, grad in impls:
+            for ps in passes:
+                # Our backward also in deterministic mode (dQ's adds in a fixed order), timed the same way.
+                modes = (False, True) if impl == "flashattn" and ps == "bwd" and args.deterministic else (False,)
+                for det in modes:
+                    if (impl, ps, det) in errors:
+                        continue
+                    try:
+                        if ps == "fwd":
+                            with torch.no_grad():
+                                ms = time_ms(fn, args.reps)
+                        else:
+                            ms = bwd_ms((lambda fn=fn: fn(det=True)) if det else fn, inputs, grad)
+                        timings.setdefault((impl, ps, det), []).append(ms)
+                    except Exception as e:  # a peer that cannot run this point (e.g. cuDNN on an old card)
+                        errors[(impl, ps, det)] = note(e)
+    for impl, *_ in impls:
         for ps in passes:
             kernel = auto_kernel(ps, torch.cuda.get_device_capability()[0], d) if args.backend == "auto" else args.backend
             row = dict(impl=impl, **({"kernel": kernel} if impl == "flashattn" else {}), **{"pass": ps}, **base)
-            try:
-                if ps == "fwd":
-                    with torch.no_grad():
-                        ms = time_ms(fn, args.reps)
-                else:
-                    ms = bwd_ms(fn, inputs, grad)
-                row.update(ms=round(ms, 4), tflops=round(FLOP_FACTOR[ps] * flops / ms / 1e9, 1))
-            except Exception as e:  # a peer that cannot run this point (e.g. cuDNN on an old card)
-                row.update(ms=None, tflops=None, note=note(e))
-            if impl == "flashattn" and ps == "bwd" and args.deterministic:
-                # The deterministic backward (dQ's adds in a fixed order), timed the same way.
-                try:
-                    det_ms = bwd_ms(lambda: fn(det=True), inputs, grad)
-                    row.update(deterministic_ms=round(det_ms, 4),
-                               deterministic_tflops=round(FLOP_FACTOR[ps] * flops / det_ms / 1e9, 1))
-                except Exception as e:
-                    row.update(deterministic_note=note(e))
-            rows.append(row)
+            rows.append(timed_row(row, FLOP_FACTOR[ps] * flops, timings, errors,
+                                  deterministic=impl == "flashattn" and ps == "bwd" and args.deterministic))
     del q, k, v, g
     torch.cuda.empty_cache()
     return rows
+
+
+def timed_row(row, flop, timings, errors, deterministic=False):
+    """`row` with its time: the median over rounds of each round's median (`ms`, `tflops`; with more than
+    one round, every round's in `ms_rounds`), or the error of the round that failed (`note`); with
+    `deterministic`, our deterministic backward's beside it (`deterministic_ms`, ...)."""
+    key = (row["impl"], row["pass"])
+    for det, prefix in ((False, ""), (True, "deterministic_")) if deterministic else ((False, ""),):
+        if (*key, det) in errors:
+            row[prefix + "note"] = errors[(*key, det)]
+            if not det:
+                row.update(ms=None, tflops=None)
+            continue
+        times = timings[(*key, det)]
+        ms = statistics.median(times)
+        row[prefix + "ms"] = round(ms, 4)
+        row[prefix + "tflops"] = round(flop / ms / 1e9, 1)
+        if len(times) > 1:
+            row[prefix + "ms_rounds"] = [round(t, 4) for t in times]
+    return row
 
 
 def table(rows, peers):
@@ -302,6 +330,8 @@ def main(argv=None):
     for p in peers:
         if p not in PEERS:
             raise SystemExit(f"--peers: {p!r} is not one of {','.join(PEERS)}")
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds: {args.rounds} is not a positive count")
 
     import flashattn
 
@@ -321,8 +351,8 @@ def main(argv=None):
     source_sha256 = flashattn._C.__source_sha256__
     results = dict(card=card, torch=torch.__version__, cudnn=torch.backends.cudnn.version(), commit=commit,
                    source_sha256=source_sha256,
-                   dtype=args.dtype, gemm_bf16_tflops=gemm, copy_tbs=copy, host_us_per_call=host_us_per_call(peers),
-                   rows=[])
+                   dtype=args.dtype, rounds=args.rounds, gemm_bf16_tflops=gemm, copy_tbs=copy,
+                   host_us_per_call=host_us_per_call(peers), rows=[])
     points = [(d, c, s) for d in headdims for c in causals for s in seqlens]
     t0 = time.time()
     for i, (d, c, s) in enumerate(points):

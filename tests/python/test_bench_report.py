@@ -34,3 +34,40 @@ def test_deterministic_column():
 def test_deterministic_flag():
     assert bench.parse_args(["--deterministic"]).deterministic
     assert not bench.parse_args([]).deterministic
+
+
+def test_rounds_flag():
+    assert bench.parse_args(["--rounds", "3"]).rounds == 3
+    assert bench.parse_args([]).rounds == 1
+
+
+def row(impl="flashattn", ps="bwd"):
+    return {"impl": impl, "pass": ps, "d": 128, "causal": False, "seqlen": 4096}
+
+
+def test_one_round():
+    r = bench.timed_row(row(), 2e12, {("flashattn", "bwd", False): [4.0]}, {})
+    assert (r["ms"], r["tflops"]) == (4.0, 500.0)
+    assert "ms_rounds" not in r and "deterministic_ms" not in r
+
+
+def test_median_round():
+    # The middle round, not the fastest or the mean: one slow spell moves nothing.
+    r = bench.timed_row(row(), 2e12, {("flashattn", "bwd", False): [4.0, 5.0, 3.9]}, {})
+    assert (r["ms"], r["tflops"], r["ms_rounds"]) == (4.0, 500.0, [4.0, 5.0, 3.9])
+
+
+def test_failed_round():
+    r = bench.timed_row(row("cudnn"), 2e12, {}, {("cudnn", "bwd", False): "RuntimeError: no kernel"})
+    assert (r["ms"], r["tflops"], r["note"]) == (None, None, "RuntimeError: no kernel")
+
+
+def test_deterministic_rounds():
+    timings = {("flashattn", "bwd", False): [4.0, 4.2], ("flashattn", "bwd", True): [5.0, 4.6]}
+    r = bench.timed_row(row(), 2e12, timings, {}, deterministic=True)
+    assert (r["ms"], r["deterministic_ms"], r["deterministic_tflops"]) == (4.1, 4.8, 416.7)
+    assert r["deterministic_ms_rounds"] == [5.0, 4.6]
+    failed = bench.timed_row(row(), 2e12, {("flashattn", "bwd", False): [4.0]},
+                             {("flashattn", "bwd", True): "RuntimeError: x"}, deterministic=True)
+    assert (failed["ms"], failed["deterministic_note"]) == (4.0, "RuntimeError: x")
+    assert "deterministic_ms" not in failed
