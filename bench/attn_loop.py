@@ -62,6 +62,8 @@ def main():
         torch.cuda.synchronize()
     end.record()
     torch.cuda.synchronize()
+    if calls == 0:  # --seconds 0: the warm-up calls only (a profiler's launches)
+        return
     flops = (2.5 if args.ps == "bwd" else 1.0) * 4.0 * b * h * s * s * d / (2 if args.causal else 1)
     tflops = calls * flops / (start.elapsed_time(end) * 1e-3) / 1e12
     print(f"{args.impl} {args.ps} d={d} seqlen={s} causal={args.causal}: {tflops:.1f} TFLOP/s over {calls} calls")
