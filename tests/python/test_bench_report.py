@@ -71,3 +71,27 @@ def test_deterministic_rounds():
                              {("flashattn", "bwd", True): "RuntimeError: x"}, deterministic=True)
     assert (failed["ms"], failed["deterministic_note"]) == (4.0, "RuntimeError: x")
     assert "deterministic_ms" not in failed
+
+
+def load_compare_grids():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "compare_grids.py"
+    spec = importlib.util.spec_from_file_location("compare_grids", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_grids():
+    cg = load_compare_grids()
+    a = {"card": "A", "commit": "1", "rows": rows()}  # ours 400, cuDNN 320 at one point, both passes
+    b_rows = rows()
+    for r in b_rows:
+        r["tflops"] *= 0.5 if r["impl"] == "cudnn" and r["pass"] == "fwd" else 1.0
+    b_rows.append({"impl": "flashattn", "pass": "fwd", "d": 64, "causal": True, "seqlen": 512, "tflops": 1.0})
+    lines = cg.compare(a, {"card": "B", "commit": "2", "rows": b_rows}, ["flashattn", "cudnn"], "cudnn")
+    body = lines[3:]
+    assert len(body) == 2  # only the points both files have
+    fwd = next(l for l in body if l.startswith("fwd")).split()
+    assert fwd[4:] == ["400.0", "400.0", "1.00", "320.0", "160.0", "0.50", "1.25", "2.50"]
