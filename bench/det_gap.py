@@ -18,7 +18,7 @@ import torch
 
 import flashattn
 from flashattn import _ops
-from flashattn.bench import time_ms
+from flashattn.bench import attention_flops, grid_shape, time_ms
 
 
 def main():
@@ -31,10 +31,10 @@ def main():
     args = ap.parse_args()
 
     d, s = args.d, args.seqlen
-    h, b = max(1, 2048 // d), max(1, 16384 // s)  # the standard grid's shape (BENCH.md)
+    b, h = grid_shape(d, s)
     q, k, v = (torch.randn(b, s, h, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     g = torch.randn(b, s, h, d, device="cuda", dtype=torch.bfloat16)
-    flops = 2.5 * 4.0 * b * h * s * s * d / (2 if args.causal else 1)
+    flops = attention_flops("bwd", b, h, s, d, args.causal)
 
     def autograd_call(det):
         o = flashattn.flash_attn_func(q, k, v, causal=args.causal, deterministic=det)

@@ -21,6 +21,17 @@ import time
 
 FLOP_FACTOR = {"fwd": 1.0, "bwd": 2.5}
 
+
+def grid_shape(d, seqlen, tokens=16384, model_dim=2048):
+    """(batch, nheads) of a grid point: batch * seqlen = tokens, nheads * d = model_dim (BENCH.md)."""
+    return max(1, tokens // seqlen), max(1, model_dim // d)
+
+
+def attention_flops(ps, batch, nheads, seqlen, d, causal):
+    """FLOPs of a pass by FlashAttention's convention (BENCH.md): 4 b h s^2 d forward, halved when
+    causal; the backward 2.5 times that."""
+    return FLOP_FACTOR[ps] * 4.0 * batch * nheads * seqlen * seqlen * d / (2 if causal else 1)
+
 def auto_kernel(ps, major, d):
     """The kernel AUTO runs for a pass at head dim `d` on a device of compute capability `major`: on
     Hopper the sm90a forward, and the sm90a backward where its head-dim bucket (64, 128, 256) is
@@ -157,14 +168,12 @@ def run_point(args, d, causal, s, passes, peers):
     import flashattn
 
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float16
-    h = max(1, args.model_dim // d)
+    b, h = grid_shape(d, s, args.tokens, args.model_dim)
     hk = max(1, h // args.gqa)
-    b = max(1, args.tokens // s)
     q = torch.randn(b, s, h, d, device="cuda", dtype=dtype, requires_grad=True)
     k = torch.randn(b, s, hk, d, device="cuda", dtype=dtype, requires_grad=True)
     v = torch.randn(b, s, hk, d, device="cuda", dtype=dtype, requires_grad=True)
     g = torch.randn(b, s, h, d, device="cuda", dtype=dtype)
-    flops = 4.0 * b * h * s * s * d / (2 if causal else 1)
     base = dict(dtype=args.dtype, d=d, causal=causal, batch=b, seqlen=s, nheads=h, nheads_k=hk)
     if args.varlen:
         base["varlen"] = True  # flashattn through flash_attn_varlen_func; the peers take the padded layout
@@ -201,13 +210,15 @@ def run_point(args, d, causal, s, passes, peers):
 
     # Every implementation in turn, `rounds` times over (interleaved: a slow spell of the card, e.g. a
     # clock dip at the power cap, lands in one round of each rather than in one implementation).
+    def with_deterministic(impl, ps):
+        """Our backward is also timed in deterministic mode (dQ's adds in a fixed order)."""
+        return impl == "flashattn" and ps == "bwd" and args.deterministic
+
     timings, errors = {}, {}
     for _ in range(args.rounds):
         for impl, fn, inputs, grad in impls:
             for ps in passes:
-                # Our backward also in deterministic mode (dQ's adds in a fixed order), timed the same way.
-                modes = (False, True) if impl == "flashattn" and ps == "bwd" and args.deterministic else (False,)
-                for det in modes:
+                for det in (False, True) if with_deterministic(impl, ps) else (False,):
                     if (impl, ps, det) in errors:
                         continue
                     try:
@@ -223,8 +234,8 @@ def run_point(args, d, causal, s, passes, peers):
         for ps in passes:
             kernel = auto_kernel(ps, torch.cuda.get_device_capability()[0], d) if args.backend == "auto" else args.backend
             row = dict(impl=impl, **({"kernel": kernel} if impl == "flashattn" else {}), **{"pass": ps}, **base)
-            rows.append(timed_row(row, FLOP_FACTOR[ps] * flops, timings, errors,
-                                  deterministic=impl == "flashattn" and ps == "bwd" and args.deterministic))
+            rows.append(timed_row(row, attention_flops(ps, b, h, s, d, causal), timings, errors,
+                                  deterministic=with_deterministic(impl, ps)))
     del q, k, v, g
     torch.cuda.empty_cache()
     return rows
