@@ -115,10 +115,16 @@ def test_packed_variants_equal_unpacked():
     assert gq.shape == qkv.shape and torch.isfinite(gq).all()
 
 
-def test_varlen_equals_per_sequence():
+@pytest.mark.parametrize("d", [64, 128])
+def test_varlen_matches_each_sequence(d):
+    """Each packed sequence against the fp64 attention of that sequence alone, with the bound of
+    test_matches_math_attention: a key or query of another sequence leaking in would be far outside
+    it. Not bitwise against flash_attn_func on the sequence: at d64 a short dense call takes the
+    64-key tile with the TMA store, which varlen cannot (O from registers, 128-key blocks), so the
+    two round P differently (bench/NOTES.md, session 31)."""
     torch.manual_seed(1)
     lens_q, lens_k = [37, 0, 129, 64], [50, 11, 129, 0]
-    h, hk, d = 4, 2, 64
+    h, hk = 4, 2
     q, k, v = rand(sum(lens_q), h, d), rand(sum(lens_k), hk, d), rand(sum(lens_k), hk, d)
     starts_q = [sum(lens_q[:i]) for i in range(len(lens_q) + 1)]
     starts_k = [sum(lens_k[:i]) for i in range(len(lens_k) + 1)]
@@ -126,20 +132,24 @@ def test_varlen_equals_per_sequence():
     cu_k = torch.tensor(starts_k, device="cuda", dtype=torch.int32)
     g = torch.randn_like(q)
     out = flashattn.flash_attn_varlen_func(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True)
-    dq, dk, dv = torch.autograd.grad(out, (q, k, v), g)
+    grads = torch.autograd.grad(out, (q, k, v), g)
     for i, (lq, lk) in enumerate(zip(lens_q, lens_k)):
         sq_, sk_ = slice(starts_q[i], starts_q[i + 1]), slice(starts_k[i], starts_k[i + 1])
         if lq == 0:
             continue
         if lk == 0:
-            assert (out[sq_] == 0).all() and (dq[sq_] == 0).all()
+            assert (out[sq_] == 0).all() and (grads[0][sq_] == 0).all()
             continue
-        qi, ki, vi = (x[s].detach().unsqueeze(0).requires_grad_() for x, s in ((q, sq_), (k, sk_), (v, sk_)))
-        oi = flashattn.flash_attn_func(qi, ki, vi, causal=True)
-        torch.testing.assert_close(out[sq_], oi[0])
-        gi = torch.autograd.grad(oi, (qi, ki, vi), g[sq_].unsqueeze(0))
-        for got, want in zip((dq[sq_], dk[sk_], dv[sk_]), gi):
-            torch.testing.assert_close(got, want[0], atol=2e-2, rtol=2e-2)
+        seq = [x[s].detach().unsqueeze(0).requires_grad_() for x, s in ((q, sq_), (k, sk_), (v, sk_))]
+        seq64 = [x.double().detach().requires_grad_() for x in seq]
+        ref = ref_attention(*seq64, causal=True)
+        math_out = ref_attention(*seq, upcast=False, causal=True)
+        assert max_err(out[sq_], ref[0]) <= 2 * max_err(math_out, ref) + 1e-3, f"sequence {i}: out"
+        ref_grads = torch.autograd.grad(ref, seq64, g[sq_].unsqueeze(0).double())
+        math_grads = torch.autograd.grad(math_out, seq, g[sq_].unsqueeze(0))
+        for name, ours, want, theirs in zip("qkv", (grads[0][sq_], grads[1][sk_], grads[2][sk_]), ref_grads, math_grads):
+            bound = 2 * max_err(theirs, want) + 1e-3 * max(1.0, want.abs().max().item())
+            assert max_err(ours, want[0]) <= bound, f"sequence {i}: d{name} {max_err(ours, want[0])} > {bound}"
 
 
 def test_varlen_packed_variants():
