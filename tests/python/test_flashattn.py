@@ -125,9 +125,9 @@ def test_packed_variants_equal_unpacked():
 def test_varlen_matches_each_sequence(d):
     """Each packed sequence against the fp64 attention of that sequence alone, with the bound of
     test_matches_math_attention: a key or query of another sequence leaking in would be far outside
-    it. Not bitwise against flash_attn_func on the sequence: at d64 a short dense call takes the
-    64-key tile with the TMA store, which varlen cannot (O from registers, 128-key blocks), so the
-    two round P differently (bench/NOTES.md, session 31)."""
+    it. The forward is also bitwise equal to flash_attn_func on the sequence alone: both take the
+    same tile (at d64 the short 64-key tile since session 32; the dense call stores O by TMA, the
+    packed one from registers, the same values)."""
     torch.manual_seed(1)
     lens_q, lens_k = [37, 0, 129, 64], [50, 11, 129, 0]
     h, hk = 4, 2
@@ -148,6 +148,8 @@ def test_varlen_matches_each_sequence(d):
             assert (out[sq_] == 0).all() and (grads[0][sq_] == 0).all()
             continue
         seq = [x[s].detach().unsqueeze(0).requires_grad_() for x, s in ((q, sq_), (k, sk_), (v, sk_))]
+        alone = flashattn.flash_attn_func(*(x.detach() for x in seq), causal=True)[0]
+        assert torch.equal(out[sq_], alone), f"sequence {i}: packed and alone differ"
         seq64 = [x.double().detach().requires_grad_() for x in seq]
         ref = ref_attention(*seq64, causal=True)
         math_out = ref_attention(*seq, upcast=False, causal=True)
