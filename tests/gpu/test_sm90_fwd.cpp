@@ -31,7 +31,11 @@ std::vector<KernelCase> sm90_cases() {
                        // (two 128-column passes, columns past d outside the box) and from
                        // registers (varlen, the feature variants); d256's 80-key tile through its
                        // K/V stages (700 keys a row), columns past d outside the box.
-                       {100, 200, 80, true}, {150, 300, 200, false}, {150, 700, 200, false}});
+                       {100, 200, 80, true}, {150, 300, 200, false}, {150, 700, 200, false},
+                       // Under a causal mask a warpgroup passes on the key blocks its 64 rows do
+                       // not see: the one-block-at-a-time tiles (d64 and d256 short rows), and
+                       // d64's three-consumer tile (2000 keys: its turns taken without GEMMs).
+                       {600, 600, 64, true}, {520, 500, 256, true}, {2000, 2000, 64, true}});
 }
 
 using Sm90Fwd = GpuTestWithParam<KernelCase>;

@@ -75,12 +75,15 @@ CUTE_DEVICE void gemm_overwrite(TiledMma& mma, TensorA const& a, TensorB const& 
 // What a consumer warpgroup with no rows in a tile does in it (fwd_kernel): it waits for and
 // releases the tile's K/V stages in the computing consumers' order and takes its turns in the
 // ping-pong ring (`turn`: wait for it, pass it on) where the tile has one, one a GEMM issue of
-// theirs (key blocks + 1), so that every barrier's count stays whole.
+// theirs (key blocks + 1), so that every barrier's count stays whole. Without kOverlap it passes
+// one block at a time and calls `turn` before each: a no-op where the tile takes no turns, and in the
+// overlap tile the turns of the blocks above a computing consumer's rows (fwd_kernel).
 template <bool kOverlap, typename Pipeline, typename State, typename Turn>
 __device__ __forceinline__ State pass_tile_stages(Pipeline& pipeline_k, Pipeline& pipeline_v, State state,
                                                   BlockRange keys, Turn const& turn) {
   if constexpr (!kOverlap) {
     for (int n = keys.end - 1; n >= keys.begin; --n) {
+      turn();
       pipeline_k.consumer_wait(state);
       pipeline_k.consumer_release(state);
       pipeline_v.consumer_wait(state);
@@ -312,6 +315,13 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   auto turn_wait = [&] { cutlass::arch::NamedBarrier::arrive_and_wait(2 * 128, 1 + consumer); };
   auto turn_pass = [&] { cutlass::arch::NamedBarrier::arrive(2 * 128, 1 + (consumer + 1) % kConsumers); };
   if (kOverlap && consumer == kLast) turn_pass();
+  // A turn in which this consumer issues nothing (none in the one-block path, which takes no turns).
+  auto take_turn = [&] {
+    if constexpr (kOverlap) {
+      turn_wait();
+      turn_pass();
+    }
+  };
 
   // With kTailUnderLastO the next tile's coordinates are worked out under the last P V GEMM of this
   // one (where the tile has keys), not between two tiles' GEMMs, where the divisions and varlen's
@@ -330,10 +340,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       if (tile_exists(tile)) {
         wait_q();
         release_q();
-        state = pass_tile_stages<kOverlap>(pipeline_k, pipeline_v, state, tile.keys, [&] {
-          turn_wait();
-          turn_pass();
-        });
+        state = pass_tile_stages<kOverlap>(pipeline_k, pipeline_v, state, tile.keys, take_turn);
       }
       if constexpr (kTailUnderLastO) tile = upcoming_tile();
       t = t_next;
@@ -342,7 +349,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     Tile upcoming = tile;  // set below
     const int m_block = tile.m_block, h = tile.h, b = tile.b;
     const SeqInfo& si = tile.si;
-    const BlockRange& keys = tile.keys;
+    BlockRange keys = tile.keys;  // the overlap path narrows it to this warpgroup's own blocks
     const int q_stage = q_loads % Traits::kQStages;
     const float out_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
     float inv[kRows], lse[kRows];  // finish: the factor a row of O takes, and its lse
@@ -446,16 +453,27 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
 
     wait_q();
     if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
+    // The key blocks this warpgroup's 64 rows see: under a causal mask or a window fewer than the
+    // tile's: none of the tile's last key block for consumer 0 of a 128-row tile with 64-key
+    // blocks, and of the 192-row tile with 128-key blocks for consumer 0 in every tile and
+    // consumer 1 in every other.
+    const BlockRange own = key_blocks_of(p, m_block * kConsumers + consumer, 64, kBlockN, si.seqlen_q, si.seqlen_k);
     if constexpr (!kOverlap) {
       // One key block at a time (used where the overlap's second S accumulator does not fit).
-      for (int n = keys.end - 1; n >= keys.begin; --n) {
+      // Only its own key blocks, [lo, hi); the others it passes on as a consumer with no rows does
+      // (this path takes no turns).
+      int hi = min(keys.end, own.end), lo = max(keys.begin, own.begin);
+      if (hi <= lo) hi = lo = keys.begin;  // none: every block is passed on
+      state = pass_tile_stages<false>(pipeline_k, pipeline_v, state, BlockRange{hi, keys.end}, take_turn);
+      if (hi == lo && keys.end > keys.begin) release_q();  // Q is not read
+      for (int n = hi - 1; n >= lo; --n) {
         AccS acc_s;
         pipeline_k.consumer_wait(state);
         issue_s(acc_s, state.index());
         warpgroup_wait<0>();
         warpgroup_fence_operand(acc_s);
         pipeline_k.consumer_release(state);
-        if (n == keys.begin) release_q();
+        if (n == lo) release_q();
         scores_to_probs(acc_s, n);
         softmax.rescale(acc_o_rc);
         if constexpr (kDropout) drop(acc_s, n);
@@ -467,13 +485,20 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
         pipeline_v.consumer_release(state);
         ++state;
       }
+      state = pass_tile_stages<false>(pipeline_k, pipeline_v, state, BlockRange{keys.begin, lo}, take_turn);
     } else if (keys.end > keys.begin) {
       // The first key block alone; then, per block, S of the next block is issued before the softmax
       // of this one finishes and runs on the tensor cores under it and under O += P V of this block
       // (FlashAttention-3's intra-warpgroup overlap). Key blocks run from the last (masked ones first).
       // Ping-pong: the consumer warpgroups take turns issuing their GEMMs, in a ring (turn_wait,
       // turn_pass above), so one's softmax runs while the others' GEMMs hold the tensor cores. All
-      // take the same number of turns in a tile (the key blocks are the tile's).
+      // take the same number of turns in a tile (the key blocks are the tile's + 1).
+      // The blocks above its own rows, [hi, keys.end), it passes on, taking one turn each and
+      // issuing nothing in it; it always computes the tile's first block, keys.begin (d256's O
+      // leaves through that block's stages: kOInStages), masked whole if its rows see no key.
+      const int hi = max(min(keys.end, own.end), keys.begin + 1);
+      state = pass_tile_stages<false>(pipeline_k, pipeline_v, state, BlockRange{hi, keys.end}, take_turn);
+      keys.end = hi;
       {
         AccS acc_s;
         pipeline_k.consumer_wait(state);
