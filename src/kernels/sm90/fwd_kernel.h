@@ -453,10 +453,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
 
     wait_q();
     if (keys.end <= keys.begin) release_q();  // no keys: Q is not read
-    // The key blocks this warpgroup's 64 rows see: under a causal mask or a window fewer than the
-    // tile's: none of the tile's last key block for consumer 0 of a 128-row tile with 64-key
-    // blocks, and of the 192-row tile with 128-key blocks for consumer 0 in every tile and
-    // consumer 1 in every other.
+    // The key blocks this warpgroup's own 64 rows see. Under a causal mask or a window they can be
+    // fewer than the tile's: in a 128-row tile with 64-key blocks consumer 0 sees nothing of the
+    // last block; in the 192-row tile with 128-key blocks, consumer 0 in every tile and consumer 1
+    // in every other see nothing of it.
     const BlockRange own = key_blocks_of(p, m_block * kConsumers + consumer, 64, kBlockN, si.seqlen_q, si.seqlen_k);
     if constexpr (!kOverlap) {
       // One key block at a time (used where the overlap's second S accumulator does not fit).
