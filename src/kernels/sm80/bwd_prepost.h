@@ -1,5 +1,5 @@
 // The two small passes around the FlashAttention-2 backward (Dao 2023, Alg. 2):
-//   pre:  D_i = rowsum(dO_i * O_i) (line 4), one warp per (row, head), beside lse in log2 units,
+//   pre:  D_i = rowsum(dO_i * O_i) (line 4), a few lanes per (row, head), beside lse in log2 units,
 //         both in the padded rows of bwd.h (stat_row0; the padding rows too: D = 0, lse = +inf);
 //   post: dQ = scale * dq_accum, converted to the input dtype and written with the caller's strides;
 //         one CTA per query block, reading dq_accum in the dQ MMA's fragment order (bwd.h).
@@ -17,36 +17,41 @@
 
 namespace flashattn::sm80 {
 
-constexpr int kPrePostRowsPerBlock = 8;  // one warp each
+// The pre-process: a 16-byte piece (8 elements) of a row a lane, kLanes lanes a row (d / 8 rounded up
+// to a power of two: d96 takes 16 lanes, 12 of them with data), so a 256-thread block takes 32 rows
+// at d64. One warp a row (8 rows a block) left 24 of 32 lanes idle at d64 and launched 65536 blocks
+// for the standard grid's 16k tokens x 32 heads: 132 us where reading O and dO takes about 35 (ncu,
+// H200; bench/NOTES.md, session 33).
+constexpr int kPreThreads = 256;
+template <int kHeadDim>
+constexpr int kPreLanesPerRow = kHeadDim <= 64 ? 8 : kHeadDim <= 128 ? 16 : 32;
+template <int kHeadDim>
+constexpr int kPreRowsPerBlock = kPreThreads / kPreLanesPerRow<kHeadDim>;
 
-// grid (row blocks of round_up_stat_rows(seqlen_q) rows, nheads, batch)
-inline dim3 bwd_preprocess_grid(const Problem& p) {
-  return dim3(unsigned(round_up_stat_rows(p.seqlen_q) / kPrePostRowsPerBlock), p.nheads, p.batch);
+// grid (row blocks of round_up_stat_rows(seqlen_q) rows, nheads, batch), kPreThreads threads
+template <int kHeadDim>
+dim3 bwd_preprocess_grid(const Problem& p) {
+  return dim3(unsigned(round_up_stat_rows(p.seqlen_q) / kPreRowsPerBlock<kHeadDim>), p.nheads, p.batch);
 }
 template <typename Element, int kHeadDim>
-__global__ void __launch_bounds__(32 * kPrePostRowsPerBlock) bwd_preprocess_kernel(const BwdCall call,
-                                                                                    BwdWorkspace ws) {
-  static_assert(kStatRowAlign % kPrePostRowsPerBlock == 0);
+__global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const BwdCall call, BwdWorkspace ws) {
+  constexpr int kLanes = kPreLanesPerRow<kHeadDim>, kRows = kPreRowsPerBlock<kHeadDim>;
+  static_assert(kHeadDim <= 8 * kLanes && kLanes <= 32 && kStatRowAlign % kRows == 0);
   const Problem& p = call.problem;
-  const int h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x % 32;
-  const int row = blockIdx.x * kPrePostRowsPerBlock + threadIdx.x / 32;
+  const int h = blockIdx.y, b = blockIdx.z, piece = threadIdx.x % kLanes;
+  const int row = blockIdx.x * kRows + threadIdx.x / kLanes;
   const SeqInfo si = seq_info(p, b);
-  if (row >= round_up_stat_rows(si.seqlen_q)) return;  // the next sequence's rows (varlen)
-  const int64_t stat = stat_row0(p, ws, b, si.q_row0, h) + row;
-  float* dsum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.dsum);
-  float* lse_log2 = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.lse_log2);
-  if (row >= si.seqlen_q) {  // padding: P = 0 there
-    if (lane == 0) dsum[stat] = 0.f, lse_log2[stat] = INFINITY;
-    return;
-  }
-  const Element* o = static_cast<const Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, row, h);
-  const Element* dout =
-      static_cast<const Element*>(call.dout) + row_offset(call.dout_stride, p.varlen, b, si.q_row0, row, h);
-  // 16-byte pieces (8 elements) a lane where both rows allow; element by element otherwise.
-  const bool vectors = reinterpret_cast<uintptr_t>(o) % 16 == 0 && reinterpret_cast<uintptr_t>(dout) % 16 == 0;
+  // Rows past the sequence are padding (D = 0, lse = +inf: P = 0 there) up to the padded row count,
+  // then the next sequence's (varlen). No lane returns before the shuffles below.
+  const bool in_sequence = row < si.seqlen_q, padded = row < round_up_stat_rows(si.seqlen_q);
   float sum = 0.f;
-  CUTE_UNROLL
-  for (int c = lane * 8; c < kHeadDim; c += 32 * 8) {
+  const int c = piece * 8;
+  if (in_sequence && c < p.head_dim) {
+    const Element* o = static_cast<const Element*>(call.out) + row_offset(call.out_stride, p.varlen, b, si.q_row0, row, h);
+    const Element* dout =
+        static_cast<const Element*>(call.dout) + row_offset(call.dout_stride, p.varlen, b, si.q_row0, row, h);
+    // A 16-byte load of each where both rows allow it; element by element otherwise.
+    const bool vectors = reinterpret_cast<uintptr_t>(o) % 16 == 0 && reinterpret_cast<uintptr_t>(dout) % 16 == 0;
     if (vectors && c + 8 <= p.head_dim) {
       const uint4 ov = *reinterpret_cast<const uint4*>(o + c), dv = *reinterpret_cast<const uint4*>(dout + c);
       const Element* oe = reinterpret_cast<const Element*>(&ov);
@@ -58,10 +63,13 @@ __global__ void __launch_bounds__(32 * kPrePostRowsPerBlock) bwd_preprocess_kern
     }
   }
   CUTE_UNROLL
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  if (lane == 0) {
-    dsum[stat] = sum;
-    lse_log2[stat] = call.lse[lse_offset(p, b, si.q_row0, row, h)] * float(M_LOG2E);
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (piece == 0 && padded) {
+    const int64_t stat = stat_row0(p, ws, b, si.q_row0, h) + row;
+    float* dsum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.dsum);
+    float* lse_log2 = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.lse_log2);
+    dsum[stat] = in_sequence ? sum : 0.f;
+    lse_log2[stat] = in_sequence ? call.lse[lse_offset(p, b, si.q_row0, row, h)] * float(M_LOG2E) : INFINITY;
   }
 }
 

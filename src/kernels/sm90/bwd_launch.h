@@ -90,7 +90,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
       (ws.semaphore_bytes > 0 && cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream) != cudaSuccess))
     return bwd_launched("workspace clear");
   sm80::bwd_preprocess_kernel<Element, kHeadDim>
-      <<<sm80::bwd_preprocess_grid(p), 32 * sm80::kPrePostRowsPerBlock, 0, stream>>>(call, ws);
+      <<<sm80::bwd_preprocess_grid<kHeadDim>(p), sm80::kPreThreads, 0, stream>>>(call, ws);
   if (Status s = bwd_launched("backward pre-process"); !s.ok()) return s;
 
   using Plain = BwdTraitsOf<Element, kHeadDim, true>;
