@@ -67,7 +67,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   if (err != cudaSuccess)
     return Status{FLASHATTN_CUDA_ERROR, std::string("flashattn: clearing the workspace failed: ") + cudaGetErrorString(err)};
   if (p.seqlen_q > 0) {
-    bwd_preprocess_kernel<Element, kHeadDim><<<bwd_preprocess_grid<kHeadDim>(p), kPreThreads, 0, stream>>>(call, ws);
+    bwd_preprocess<Element, kHeadDim>(call, ws, stream);
     if (Status s = launched("backward pre-process"); !s.ok()) return s;
   }
   if (p.seqlen_k > 0) {

@@ -7,6 +7,8 @@
 // H200 the post-process took 15% until it stored through shared memory: bench/NOTES.md, session 5).
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cute/tensor.hpp>
 
 #include "api/validate.h"
@@ -28,11 +30,8 @@ constexpr int kPreLanesPerRow = kHeadDim <= 64 ? 8 : kHeadDim <= 128 ? 16 : 32;
 template <int kHeadDim>
 constexpr int kPreRowsPerBlock = kPreThreads / kPreLanesPerRow<kHeadDim>;
 
-// grid (row blocks of round_up_stat_rows(seqlen_q) rows, nheads, batch), kPreThreads threads
-template <int kHeadDim>
-dim3 bwd_preprocess_grid(const Problem& p) {
-  return dim3(unsigned(round_up_stat_rows(p.seqlen_q) / kPreRowsPerBlock<kHeadDim>), p.nheads, p.batch);
-}
+// grid (row blocks of round_up_stat_rows(seqlen_q) rows, nheads, batch), kPreThreads threads:
+// launched by bwd_preprocess below.
 template <typename Element, int kHeadDim>
 __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const BwdCall call, BwdWorkspace ws) {
   constexpr int kLanes = kPreLanesPerRow<kHeadDim>, kRows = kPreRowsPerBlock<kHeadDim>;
@@ -68,9 +67,17 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const BwdCa
     const int64_t stat = stat_row0(p, ws, b, si.q_row0, h) + row;
     float* dsum = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.dsum);
     float* lse_log2 = reinterpret_cast<float*>(static_cast<char*>(call.workspace) + ws.lse_log2);
-    dsum[stat] = in_sequence ? sum : 0.f;
+    dsum[stat] = sum;  // 0 on padding rows: nothing was loaded there
     lse_log2[stat] = in_sequence ? call.lse[lse_offset(p, b, si.q_row0, row, h)] * float(M_LOG2E) : INFINITY;
   }
+}
+
+// The pre-process's launch (both backwards); the caller checks the launch. seqlen_q > 0.
+template <typename Element, int kHeadDim>
+void bwd_preprocess(const BwdCall& call, const BwdWorkspace& ws, cudaStream_t stream) {
+  const Problem& p = call.problem;
+  const dim3 grid(unsigned(round_up_stat_rows(p.seqlen_q) / kPreRowsPerBlock<kHeadDim>), p.nheads, p.batch);
+  bwd_preprocess_kernel<Element, kHeadDim><<<grid, kPreThreads, 0, stream>>>(call, ws);
 }
 
 // grid (query blocks, nheads, batch), Traits::kThreads threads. The block goes through shared memory

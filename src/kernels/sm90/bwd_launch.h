@@ -89,8 +89,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
   if (cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream) != cudaSuccess ||
       (ws.semaphore_bytes > 0 && cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream) != cudaSuccess))
     return bwd_launched("workspace clear");
-  sm80::bwd_preprocess_kernel<Element, kHeadDim>
-      <<<sm80::bwd_preprocess_grid<kHeadDim>(p), sm80::kPreThreads, 0, stream>>>(call, ws);
+  sm80::bwd_preprocess<Element, kHeadDim>(call, ws, stream);
   if (Status s = bwd_launched("backward pre-process"); !s.ok()) return s;
 
   using Plain = BwdTraitsOf<Element, kHeadDim, true>;
