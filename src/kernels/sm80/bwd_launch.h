@@ -59,12 +59,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
                          " bytes of shared memory; this device allows " + std::to_string(max_smem));
   if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
 
-  // dq_accum starts at zero (padding included); so do the deterministic-mode turn counters.
-  char* workspace = static_cast<char*>(call.workspace);
-  cudaError_t err = cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream);
-  if (err == cudaSuccess && ws.semaphore_bytes > 0)
-    err = cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream);
-  if (err != cudaSuccess)
+  if (const cudaError_t err = bwd_clear_workspace(call, ws, stream); err != cudaSuccess)
     return Status{FLASHATTN_CUDA_ERROR, std::string("flashattn: clearing the workspace failed: ") + cudaGetErrorString(err)};
   if (p.seqlen_q > 0) {
     bwd_preprocess<Element, kHeadDim>(call, ws, stream);

@@ -72,6 +72,16 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const BwdCa
   }
 }
 
+// Before the pre-process (both backwards): dq_accum starts at zero (padding included); so do the
+// deterministic-mode turn counters.
+inline cudaError_t bwd_clear_workspace(const BwdCall& call, const BwdWorkspace& ws, cudaStream_t stream) {
+  char* workspace = static_cast<char*>(call.workspace);
+  cudaError_t err = cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream);
+  if (err == cudaSuccess && ws.semaphore_bytes > 0)
+    err = cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream);
+  return err;
+}
+
 // The pre-process's launch (both backwards); the caller checks the launch. seqlen_q > 0.
 template <typename Element, int kHeadDim>
 void bwd_preprocess(const BwdCall& call, const BwdWorkspace& ws, cudaStream_t stream) {

@@ -85,10 +85,7 @@ Status run_bwd(const BwdCall& call, cudaStream_t stream) {
     return invalid("workspace_size: " + std::to_string(call.workspace_size) + " bytes, the call needs " +
                    std::to_string(ws.bytes));
   if (p.batch == 0) return Status::Ok();
-  char* workspace = static_cast<char*>(call.workspace);
-  if (cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream) != cudaSuccess ||
-      (ws.semaphore_bytes > 0 && cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream) != cudaSuccess))
-    return bwd_launched("workspace clear");
+  if (sm80::bwd_clear_workspace(call, ws, stream) != cudaSuccess) return bwd_launched("workspace clear");
   sm80::bwd_preprocess<Element, kHeadDim>(call, ws, stream);
   if (Status s = bwd_launched("backward pre-process"); !s.ok()) return s;
 
