@@ -22,7 +22,11 @@ void check_stat_rows(const Problem& p, const std::vector<int>& seqlens) {
     EXPECT_GE(ws.lse_log2 - ws.dsum, size_t(ws.stat_rows_per_head) * p.nheads * sizeof(float));
     EXPECT_GE(ws.semaphore - ws.lse_log2, size_t(ws.stat_rows_per_head) * p.nheads * sizeof(float));
     EXPECT_GE(ws.dsum, ws.dq_accum_bytes);
-    EXPECT_GE(ws.bytes, ws.semaphore + ws.semaphore_bytes);
+    EXPECT_GE(ws.key_done, ws.semaphore + ws.semaphore_bytes);
+    EXPECT_GE(ws.bytes, ws.key_done + ws.key_done_bytes);
+    // A done flag for every 64-key block of every key head (sm90/bwd_load.h, KeyDone).
+    EXPECT_GE(ws.key_done_bytes, size_t(p.batch) * p.nheads_k * ((p.seqlen_k + 63) / 64) * sizeof(int));
+    EXPECT_EQ(ws.key_done % 16, 0u);
     for (int h = 0; h < p.nheads; ++h) {
       std::vector<std::pair<int64_t, int64_t>> runs;  // [first, end) rows of each sequence
       int64_t q_row0 = 0;
@@ -50,6 +54,8 @@ TEST(BwdWorkspace, StatRowsAlignedAndDisjointVarlen) {
     p.varlen = true;
     p.batch = 1 + int(rng() % 24);
     p.nheads = 1 + int(rng() % 4);
+    p.nheads_k = 1 + int(rng() % p.nheads);
+    p.seqlen_k = int(rng() % 5000);
     std::vector<int> seqlens(p.batch);
     for (int& s : seqlens) {
       const int kind = int(rng() % 4);  // empty, short, a multiple of 64 or 128, anything
@@ -64,7 +70,7 @@ TEST(BwdWorkspace, StatRowsAlignedAndDisjointVarlen) {
 TEST(BwdWorkspace, StatRowsAlignedAndDisjointFixedLength) {
   for (int seqlen : {1, 63, 64, 65, 127, 128, 129, 1000, 4097}) {
     Problem p;
-    p.batch = 5, p.nheads = 3, p.seqlen_q = seqlen;
+    p.batch = 5, p.nheads = 3, p.nheads_k = 1, p.seqlen_q = seqlen, p.seqlen_k = 2 * seqlen + 1;
     check_stat_rows(p, std::vector<int>(p.batch, seqlen));
   }
 }

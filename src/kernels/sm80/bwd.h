@@ -30,14 +30,19 @@ constexpr int bwd_block_m(int head_dim_bucket) { return head_dim_bucket <= 64 ? 
 //             Hopper d64 kernel's 128-row steps use the first m_blocks of them), in two lanes:
 //             the d256 Hopper backward keeps a turn per warpgroup (each adds half of d), the
 //             other kernels use lane 0
+//   key_done  int [batch x nheads_k x key_blocks]  the Hopper backward, d <= 128: 1 once the CTA of
+//             a key block (key_blocks counts 64-key blocks, the Hopper backward's smallest) has
+//             finished its dQ adds, so that the post-process, started under the main grid's tail,
+//             may convert a query block as soon as every key block that sees it is done
 struct BwdWorkspace {
-  size_t dq_accum = 0, dsum = 0, lse_log2 = 0, semaphore = 0;  // byte offsets
-  size_t dq_accum_bytes = 0, semaphore_bytes = 0, bytes = 0;
+  size_t dq_accum = 0, dsum = 0, lse_log2 = 0, semaphore = 0, key_done = 0;  // byte offsets
+  size_t dq_accum_bytes = 0, semaphore_bytes = 0, key_done_bytes = 0, bytes = 0;
   int64_t rows_per_head = 0;       // padded rows of dq_accum per head
   int64_t stat_rows_per_head = 0;  // padded rows of dsum and lse_log2 per head
   int m_blocks = 0;           // query blocks of the longest sequence
   int sem_blocks = 0;         // 64-row query blocks of the longest sequence (>= m_blocks)
   int block_m = 0;            // query rows per block
+  int key_blocks = 0;         // 64-key blocks of the longest sequence
 };
 
 // The padded rows of dsum and lse_log2: every sequence starts at a multiple of kStatRowAlign rows
@@ -62,7 +67,10 @@ inline BwdWorkspace bwd_workspace(const Problem& p, int head_dim_bucket, bool de
   w.semaphore = w.lse_log2 + stat_bytes;
   w.sem_blocks = (p.seqlen_q + 63) / 64;
   w.semaphore_bytes = deterministic ? 2 * size_t(p.batch) * size_t(p.nheads) * size_t(w.sem_blocks) * sizeof(int) : 0;
-  w.bytes = w.semaphore + align(w.semaphore_bytes);
+  w.key_done = w.semaphore + align(w.semaphore_bytes);
+  w.key_blocks = (p.seqlen_k + 63) / 64;
+  w.key_done_bytes = size_t(p.batch) * size_t(p.nheads_k) * size_t(w.key_blocks) * sizeof(int);
+  w.bytes = w.key_done + align(w.key_done_bytes);
   return w;
 }
 

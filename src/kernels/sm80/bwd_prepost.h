@@ -73,13 +73,11 @@ __global__ void __launch_bounds__(kPreThreads) bwd_preprocess_kernel(const BwdCa
 }
 
 // Before the pre-process (both backwards): dq_accum starts at zero (padding included); so do the
-// deterministic-mode turn counters.
+// turn counters and key_done flags: one clear from dq_accum (offset 0) to the flags' end (the
+// pre-process writes the D and lse rows between them).
 inline cudaError_t bwd_clear_workspace(const BwdCall& call, const BwdWorkspace& ws, cudaStream_t stream) {
-  char* workspace = static_cast<char*>(call.workspace);
-  cudaError_t err = cudaMemsetAsync(workspace + ws.dq_accum, 0, ws.dq_accum_bytes, stream);
-  if (err == cudaSuccess && ws.semaphore_bytes > 0)
-    err = cudaMemsetAsync(workspace + ws.semaphore, 0, ws.semaphore_bytes, stream);
-  return err;
+  return cudaMemsetAsync(static_cast<char*>(call.workspace) + ws.dq_accum, 0,
+                         ws.key_done + ws.key_done_bytes - ws.dq_accum, stream);
 }
 
 // The pre-process's launch (both backwards); the caller checks the launch. seqlen_q > 0.

@@ -58,10 +58,17 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   extern __shared__ __align__(1024) char sm90_smem[];
   auto& shared = *reinterpret_cast<typename Traits::SharedStorage*>(sm90_smem);
 
+  // The post-process may launch once every CTA of this grid has started (it waits for the key
+  // blocks' done flags: KeyDone, bwd_load.h).
+  cudaTriggerProgrammaticLaunchCompletion();
   const BwdCall& call = params.call;
   const Problem& p = call.problem;
   const BwdCta cta = bwd_cta<kBlockN>(p, call.deterministic);  // bwd_load.h
-  if (cta.empty()) return;  // every thread leaves together
+  if (cta.empty()) {  // every thread leaves together
+    // No keys, no adds (the post-process would wait for it only if seqused_k exceeds the stored keys).
+    if (threadIdx.x == 0 && cta.n_block >= 0) key_done<kBlockN>(call, params.ws, cta.b, cta.hk, cta.n_block).set();
+    return;
+  }
   const int n_block = cta.n_block, b = cta.b, hk = cta.hk, n0 = cta.n0, stored_k = cta.stored_k;
   const SeqInfo& si = cta.si;
   const BwdSteps walk = bwd_steps<kBlockM, kBlockN>(p, si, n_block, hk);
@@ -111,7 +118,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 #pragma unroll 1  // 24 registers in this warpgroup
       for (int step = 0; step < steps; ++step, walk.advance(at)) {
         cutlass::arch::NamedBarrier::sync(Traits::kDqSyncThreads, Traits::kBarrierDqFull);
-        const bool leader = cute::elect_one_sync();  // issues, and so waits for, the bulk reduction
+        // Lane 0 issues, and so waits for, the bulk reductions (bulk-async groups belong to the
+        // thread that commits them; the key block's done flag below waits for them all).
+        const bool leader = threadIdx.x % 32 == 0;
         DqTurn turn{};
         if (leader) {
           float* block = dq_accum + sm80::dq_accum_block(p, params.ws, b, si.q_row0, at.h, 0, kHeadDim) +
@@ -136,6 +145,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           cuda::ptx::fence_proxy_async(cuda::ptx::space_global);
           turn.pass();
         }
+      }
+      if (threadIdx.x % 32 == 0) {
+        // Every add of this key block complete: the post-process may convert the query blocks it saw.
+        cuda::ptx::cp_async_bulk_wait_group(cuda::ptx::n32_t<0>{});
+        cuda::ptx::fence_proxy_async(cuda::ptx::space_global);
+        key_done<kBlockN>(call, params.ws, b, hk, n_block).set();
       }
     }
     return;
@@ -321,9 +336,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 // and finds their (row, column) from the same partition. The block goes through shared memory so
 // that dQ leaves in whole 16-byte row pieces (stored from the accumulator layout, 4-byte pieces of
 // 8 rows a warp instruction, it took 15% of a 1k backward: bench/NOTES.md, session 5).
-// grid (query blocks of kBlockM, nheads, batch), one thread per thread of TiledMmaQ (128; 256 at d = 256,
-// where the two warpgroups hold the two halves of d: value i of thread t at (i / 4) * 1024 + 4 t + i % 4).
-template <typename Traits>
+// grid (query blocks of kBlockM, batch, nheads: the order in which the main grid finishes heads), one
+// thread per thread of TiledMmaQ (128; 256 at d = 256, where the two warpgroups hold the two halves
+// of d: value i of thread t at (i / 4) * 1024 + 4 t + i % 4).
+// kUnderTail: launched as the main grid's programmatic dependent (bwd_launch.h), it starts once every
+// main CTA has, and converts each query block once every key block that sees it is done (KeyDone);
+// otherwise it runs after the main grid.
+template <typename Traits, bool kUnderTail>
 __global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::value)
     bwd_postprocess_kernel(const BwdCall call, sm80::BwdWorkspace ws) {
   using Element = typename Traits::Element;
@@ -333,9 +352,26 @@ __global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::
   constexpr int kPitch = kHeadDim + 8;
   __shared__ alignas(16) Element tile[kBlockM * kPitch];
   const Problem& p = call.problem;
-  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
-  if (m_block * kBlockM >= si.seqlen_q) return;
+  // kUnderTail: the first block waits for the main grid at its end, so that this grid ends after the
+  // main one (whose dK and dV the next kernel in the stream may read); the others leave at once and
+  // free their slot for the next query block (with every block waiting, finished blocks held their
+  // slots until the main grid ended: +1.6% at d128 2k against +4.2%, bench/NOTES.md, session 35).
+  const bool waits_for_main = kUnderTail && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
+  if (m_block * kBlockM >= si.seqlen_q) {
+    if (waits_for_main) cudaGridDependencySynchronize();
+    return;
+  }
+  if constexpr (kUnderTail) {
+    // Wait for the key blocks that see this query block (KeyDone, bwd_load.h), a flag a thread.
+    const BlockRange keys = key_blocks_of(p, m_block, kBlockM, Traits::kBlockN, si.seqlen_q, si.seqlen_k);
+    const int hk = h / (p.nheads / p.nheads_k);
+    const int grid_keys = (p.seqlen_k + Traits::kBlockN - 1) / Traits::kBlockN;  // the main grid's key blocks
+    for (int n = keys.begin + int(threadIdx.x); n < min(keys.end, grid_keys); n += kThreads)
+      key_done<Traits::kBlockN>(call, ws, b, hk, n).wait();
+    __syncthreads();  // every thread's loads below after every thread's acquire
+  }
   const float* block = reinterpret_cast<const float*>(static_cast<const char*>(call.workspace) + ws.dq_accum) +
                        sm80::dq_accum_block(p, ws, b, si.q_row0, h, 0, kHeadDim) +
                        int64_t(m_block) * kBlockM * kHeadDim;
@@ -345,7 +381,8 @@ __global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::
   // Values i, i + 1 (i even) are neighbours in a row.
   CUTE_UNROLL
   for (int i = 0; i < size(tQcQ); i += 4) {
-    const float4 v = *reinterpret_cast<const float4*>(block + (i / 4) * 4 * kThreads + 4 * threadIdx.x);
+    // From L2: the main grid may still be running, and its adds land there.
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(block + (i / 4) * 4 * kThreads + 4 * threadIdx.x));
     const float values[4] = {v.x, v.y, v.z, v.w};
     CUTE_UNROLL
     for (int j = 0; j < 4; j += 2) {
@@ -357,6 +394,7 @@ __global__ void __launch_bounds__(decltype(size(typename Traits::TiledMmaQ{}))::
   Element* dq = static_cast<Element*>(call.dq) + row_offset(call.dq_stride, p.varlen, b, si.q_row0, 0, h);
   copy_tile_rows<kBlockM, kHeadDim, kPitch, kThreads>(tile, dq + int64_t(m_block) * kBlockM * call.dq_stride.row,
                                                  call.dq_stride.row, si.seqlen_q - m_block * kBlockM, p.head_dim);
+  if (waits_for_main) cudaGridDependencySynchronize();
 }
 
 }  // namespace flashattn::sm90

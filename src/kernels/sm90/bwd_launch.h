@@ -68,10 +68,24 @@ Status launch_bwd_main(const BwdCall& call, const sm80::BwdWorkspace& ws, cudaSt
                              bwd_heads_together(p, key_blocks, call.deterministic, sms));
   kernel<<<grid, Traits::kThreads, smem, stream>>>(params);
   if (Status s = bwd_launched("backward"); !s.ok()) return s;
-  constexpr int post_threads = decltype(size(typename Traits::TiledMmaQ{}))::value;
-  sm90::bwd_postprocess_kernel<Traits>
-      <<<dim3((p.seqlen_q + Traits::kBlockM - 1) / Traits::kBlockM, p.nheads, p.batch), post_threads, 0, stream>>>(
-          call, ws);
+  // The post-process as the main grid's programmatic dependent: it starts under the main grid's
+  // tail, as SMs free up, and converts each query block once the key blocks that see it are done
+  // (KeyDone, bwd_load.h): +4% at d128 2k on H200 (bench/NOTES.md, session 35). The d256
+  // kernel (two warpgroups, each adding half of d) sets no done flags: after the grid.
+  constexpr bool kUnderTail = !Traits::kSplitD;
+  cudaLaunchConfig_t post{};
+  post.gridDim = dim3((p.seqlen_q + Traits::kBlockM - 1) / Traits::kBlockM, p.batch, p.nheads);
+  post.blockDim = dim3(decltype(size(typename Traits::TiledMmaQ{}))::value);
+  post.stream = stream;
+  cudaLaunchAttribute under_tail{};
+  under_tail.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  under_tail.val.programmaticStreamSerializationAllowed = 1;
+  post.attrs = &under_tail;
+  post.numAttrs = kUnderTail ? 1 : 0;
+  const cudaError_t err = cudaLaunchKernelEx(&post, sm90::bwd_postprocess_kernel<Traits, kUnderTail>, call, ws);
+  if (err != cudaSuccess)
+    return Status{FLASHATTN_CUDA_ERROR, std::string("flashattn: sm90 backward post-process launch failed: ") +
+                                            cudaGetErrorString(err)};
   return bwd_launched("backward post-process");
 }
 

@@ -149,6 +149,29 @@ __device__ __forceinline__ DqTurn dq_turn(const BwdCall& call, const sm80::BwdWo
                 key_blocks_of(p, at.m_block, kBlockM, kBlockN, si.seqlen_q, si.seqlen_k).end - 1 - n_block};
 }
 
+// A key block's done flag (workspace key_done, sm80/bwd.h): its CTA sets it once all its dQ adds
+// are complete and visible device-wide. The post-process, started under this grid's tail
+// (programmatic dependent launch, bwd_launch.h), waits for the flags of the key blocks that see its
+// query block (key_blocks_of), not for the whole grid. One release a CTA: a done count per query
+// block, added by the dQ writer every step, cost 6% at d128 2k (bench/NOTES.md, session 35).
+struct KeyDone {
+  int* flag;
+  __device__ __forceinline__ void set() const {
+    cuda::atomic_ref<int, cuda::thread_scope_device>(*flag).store(1, cuda::memory_order_release);
+  }
+  __device__ __forceinline__ void wait() const {
+    cuda::atomic_ref<int, cuda::thread_scope_device> ref(*flag);
+    while (ref.load(cuda::memory_order_acquire) == 0) __nanosleep(256);
+  }
+};
+
+template <int kBlockN>
+__device__ __forceinline__ KeyDone key_done(const BwdCall& call, const sm80::BwdWorkspace& ws, int b, int hk, int n_block) {
+  static_assert(kBlockN % 64 == 0, "key_blocks counts 64-key blocks");
+  int* flags = reinterpret_cast<int*>(static_cast<char*>(call.workspace) + ws.key_done);
+  return KeyDone{flags + (int64_t(b) * call.problem.nheads_k + hk) * ws.key_blocks + n_block * (kBlockN / 64)};
+}
+
 // A step's lse (log2 units) and D: kBlockM floats each, bulk-copied from the pre-process's padded
 // rows (sm80/bwd.h, stat_row0) onto the stage's barrier with its Q and dO.
 template <typename Traits>
