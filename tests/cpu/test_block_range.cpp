@@ -1,10 +1,10 @@
 // The block ranges of block_range.h, both directions (no GPU needed). The backward's CTA of key block
 // n walks query_blocks_of(n); deterministic mode counts a query block's adds against
 // key_blocks_of(m) (its turn order, sm90/bwd_load.h and sm80/bwd.h), and the Hopper post-process
-// waits for the done flags of key_blocks_of(m) (KeyDone, sm90/bwd_load.h). So for every query block m the
-// key blocks that walk it must be exactly key_blocks_of(m), inside the sequence's key blocks: one
-// too many and a turn waits for a CTA that never adds (a hang), one too few and dQ is taken before
-// the last add. And every visible (row, key) pair must lie in a tile both directions include.
+// waits for the done flags of key_blocks_of(m) (KeyDone, sm90/bwd_load.h). So for every query
+// block m the key blocks that walk it must be exactly key_blocks_of(m), inside the sequence's key
+// blocks: one too many and a turn waits for a CTA that never adds (a hang), one too few and dQ is
+// taken before the last add. And every visible (row, key) pair must lie in a tile both directions include.
 #include <gtest/gtest.h>
 
 #include <vector>
