@@ -10,6 +10,11 @@
 //   --queued 1: the timed calls are queued back to back, each between its own events, as the Python
 //   benchmark times them (and as training runs them); by default the host waits for each call, so
 //   each starts on an idle GPU.
+// Each point is timed as the Python benchmark times it (flashattn.bench.time_ms): calls for at least
+// 50 ms of GPU time first, so the clock has come down from the idle card's boost to where the 700 W
+// cap holds it under load, then the median of at least --reps calls and at least 100 ms. Thirty calls
+// with no settling (this tool before session 36) timed a d128 2k backward at the boost clock: 533-537
+// TFLOP/s at ~1980 MHz against 487-489 at 1755 MHz over 400 calls, on one H200 (bench/NOTES.md).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -57,6 +62,47 @@ struct Row {
   bool causal;
   double ms = 0, tflops = 0;
 };
+
+// Median milliseconds of `call`, timed as the header says.
+template <typename Call>
+float time_ms(Call&& call, int reps, bool queued) {
+  constexpr float kSettleMs = 50.f, kMinTotalMs = 100.f;
+  cudaEvent_t begin, end;
+  cudaEventCreate(&begin);
+  cudaEventCreate(&end);
+  float elapsed = 0.f, per_call = 1.f;
+  for (int calls = 1; elapsed < kSettleMs; calls *= 2) {
+    cudaEventRecord(begin);
+    for (int i = 0; i < calls; ++i) call();
+    cudaEventRecord(end);
+    cudaEventSynchronize(end);
+    cudaEventElapsedTime(&elapsed, begin, end);
+    per_call = elapsed / calls;
+  }
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  reps = std::max(reps, std::min(2000, int(kMinTotalMs / std::max(per_call, 1e-3f))));
+  std::vector<float> times(reps);
+  std::vector<cudaEvent_t> starts(reps), stops(reps);
+  for (int i = 0; i < reps; ++i) {
+    cudaEventCreate(&starts[i]);
+    cudaEventCreate(&stops[i]);
+  }
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(starts[i]);
+    call();
+    cudaEventRecord(stops[i]);
+    if (!queued) cudaEventSynchronize(stops[i]);
+  }
+  for (int i = 0; i < reps; ++i) {
+    cudaEventSynchronize(stops[i]);
+    cudaEventElapsedTime(&times[i], starts[i], stops[i]);
+    cudaEventDestroy(starts[i]);
+    cudaEventDestroy(stops[i]);
+  }
+  std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
+  return times[reps / 2];
+}
 
 }  // namespace
 
@@ -171,27 +217,7 @@ int main(int argc, char** argv) {
           if (!st.ok()) {
             r.note = st.message;
           } else {
-            for (int i = 0; i < 3; ++i) call();
-            std::vector<float> times(reps);
-            std::vector<cudaEvent_t> starts(reps), stops(reps);
-            for (int i = 0; i < reps; ++i) {
-              cudaEventCreate(&starts[i]);
-              cudaEventCreate(&stops[i]);
-            }
-            for (int i = 0; i < reps; ++i) {
-              cudaEventRecord(starts[i]);
-              call();
-              cudaEventRecord(stops[i]);
-              if (!queued) cudaEventSynchronize(stops[i]);
-            }
-            for (int i = 0; i < reps; ++i) {
-              cudaEventSynchronize(stops[i]);
-              cudaEventElapsedTime(&times[i], starts[i], stops[i]);
-              cudaEventDestroy(starts[i]);
-              cudaEventDestroy(stops[i]);
-            }
-            std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
-            r.ms = times[reps / 2];
+            r.ms = time_ms(call, reps, queued);
             r.tflops = (pass ? 2.5 : 1.0) * flops / (r.ms * 1e9);
           }
           rows.push_back(r);
