@@ -70,8 +70,9 @@ Status launch_bwd_main(const BwdCall& call, const sm80::BwdWorkspace& ws, cudaSt
   if (Status s = bwd_launched("backward"); !s.ok()) return s;
   // The post-process as the main grid's programmatic dependent: it starts under the main grid's
   // tail, as SMs free up, and converts each query block once the key blocks that see it are done
-  // (KeyDone, bwd_load.h): +4% at d128 2k on H200 (bench/NOTES.md, session 35). The d256
-  // kernel (two warpgroups, each adding half of d) sets no done flags: after the grid.
+  // (KeyDone, bwd_load.h): +1.5% at d128 2k on H200 at the capped clock, +3.3% causal
+  // (bench/NOTES.md, sessions 35-36). The d256 kernel (two warpgroups, each adding half of d) sets
+  // no done flags: after the grid.
   constexpr bool kUnderTail = !Traits::kSplitD;
   cudaLaunchConfig_t post{};
   post.gridDim = dim3((p.seqlen_q + Traits::kBlockM - 1) / Traits::kBlockM, p.batch, p.nheads);
