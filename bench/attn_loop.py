@@ -3,12 +3,18 @@ seconds, for scripts/clocks: the SM clock and board power that an implementation
 power-capped card (bench/NOTES.md, sessions 15 and 30).
 
     python3 bench/attn_loop.py --impl flashattn|cudnn|torch-fa2|gemm [--pass fwd|bwd] [--d 128]
-                               [--seqlen 8192] [--causal] [--seconds 4]
+                               [--seqlen 8192] [--causal] [--seconds 4] [--trace N]
 
 The shape is the standard grid's (batch * seqlen = 16384 tokens, nheads * d = 2048; shared/BENCH.md).
 Prints the TFLOP/s over the whole loop (CUDA events around it), so it can be read beside the clock.
+--trace N: after the loop, N calls under torch.profiler: every GPU operation of a call (kernels,
+memsets, copies) with its mean duration, and the call's span on the GPU against the sum of its
+operations (what the loop's time holds besides the main kernel).
 """
 import argparse
+import json
+import os
+import tempfile
 import time
 
 import torch
@@ -29,6 +35,7 @@ def main():
     ap.add_argument("--seqlen", type=int, default=8192)
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--trace", type=int, default=0, metavar="N")
     args = ap.parse_args()
 
     d, s = args.d, args.seqlen
@@ -71,10 +78,41 @@ def main():
         torch.cuda.synchronize()
     end.record()
     torch.cuda.synchronize()
-    if calls == 0:  # --seconds 0: the warm-up calls only (a profiler's launches)
+    if calls:  # --seconds 0: the warm-up calls only (a profiler's launches)
+        tflops = calls * flops / (start.elapsed_time(end) * 1e-3) / 1e12
+        print(f"{label}: {tflops:.1f} TFLOP/s over {calls} calls")
+    if args.trace:
+        trace(call, args.trace, label)
+
+
+def trace(call, n, label):
+    """n calls under torch.profiler (queued, as the loop runs them): each GPU operation's mean
+    duration a call, and the calls' span on the GPU against the operations' busy time."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            call()
+        torch.cuda.synchronize()
+    path = os.path.join(tempfile.mkdtemp(), "trace.json")
+    prof.export_chrome_trace(path)
+    ops = [e for e in json.load(open(path))["traceEvents"]
+           if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memset", "gpu_memcpy")]
+    ops.sort(key=lambda e: e["ts"])
+    if not ops:
+        print(f"{label}: trace: no GPU operations recorded")
         return
-    tflops = calls * flops / (start.elapsed_time(end) * 1e-3) / 1e12
-    print(f"{label}: {tflops:.1f} TFLOP/s over {calls} calls")
+    span = ops[-1]["ts"] + ops[-1]["dur"] - ops[0]["ts"]
+    busy, end = 0.0, ops[0]["ts"]  # the union of the operations' intervals
+    for e in ops:
+        busy += max(0.0, e["ts"] + e["dur"] - max(end, e["ts"]))
+        end = max(end, e["ts"] + e["dur"])
+    by_name = {}
+    for e in ops:
+        by_name.setdefault(e["name"], []).append(e["dur"])
+    print(f"{label}: trace of {n} calls: {span / n:.1f} us a call on the GPU, busy {busy / n:.1f} us, "
+          f"idle {(span - busy) / n:.1f} us")
+    for name, durs in sorted(by_name.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {sum(durs) / n:9.1f} us a call  {len(durs) / n:4.1f}x  {name[:150]}")
 
 
 if __name__ == "__main__":
