@@ -109,6 +109,18 @@ def test_return_attn_probs_and_lse():
     torch.testing.assert_close(lse.double(), torch.logsumexp(s, -1), atol=2e-3, rtol=1e-3)
 
 
+def test_lse_gradient_is_ignored():
+    # As in flash_attn: a loss of lse alone gives zero gradients, and a loss of both the gradients
+    # of out alone (deterministic: bitwise).
+    q, k, v = rand(2, 100, 4, 64), rand(2, 150, 4, 64), rand(2, 150, 4, 64)
+    out, lse, _ = flashattn.flash_attn_func(q, k, v, causal=True, deterministic=True, return_attn_probs=True)
+    assert all(torch.count_nonzero(x) == 0 for x in torch.autograd.grad(lse.sum(), (q, k, v), retain_graph=True))
+    g = torch.randn_like(out)
+    both = torch.autograd.grad((out * g).sum() + lse.sum(), (q, k, v), retain_graph=True)
+    alone = torch.autograd.grad(out, (q, k, v), g)
+    assert all(torch.equal(a, b) for a, b in zip(both, alone))
+
+
 def test_packed_variants_equal_unpacked():
     qkv = rand(2, 130, 3, 4, 64)
     out = flashattn.flash_attn_qkvpacked_func(qkv, causal=True)
