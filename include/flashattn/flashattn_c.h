@@ -104,7 +104,7 @@ typedef struct flashattn_bwd_params {
   flashattn_tensor dout;             /* like q */
   flashattn_tensor dq, dk, dv;       /* like q, k, v */
   int32_t deterministic;             /* reruns are bitwise equal */
-  void* workspace;
+  void* workspace;                   /* caller-given, 16-byte aligned; size from flashattn_bwd_workspace_size */
   size_t workspace_size;
   int32_t backend;
 } flashattn_bwd_params;

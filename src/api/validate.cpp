@@ -425,6 +425,9 @@ Status validate_bwd(const flashattn_bwd_params& params, bool varlen, Target targ
     return invalid("backend: unknown value " + std::to_string(params.backend));
   if (params.workspace_size > 0 && params.workspace == nullptr)
     return invalid("workspace: null with workspace_size " + std::to_string(params.workspace_size));
+  // dq_accum is added to and cleared 16 bytes at a time (bulk reductions, vector stores).
+  if (reinterpret_cast<uintptr_t>(params.workspace) % 16 != 0)
+    return invalid("workspace: must be 16-byte aligned (cudaMalloc's pointers are)");
   if (target == Target::kDevice) FA_TRY(check_device_pointer(params.workspace, "workspace"));
   c.out = params.out.data;
   c.dout = params.dout.data;

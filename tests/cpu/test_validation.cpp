@@ -194,6 +194,12 @@ TEST(ValidationBwd, GradientTensorsAreChecked) {
       {[](Valid& v) { v.bwd.out.stride[3] = 3; }, "out: the last dim must be contiguous"},
       {[](Valid& v) { v.bwd.deterministic = 7; }, "deterministic: must be 0 or 1, got 7"},
       {[](Valid& v) { v.bwd.attn.window_size_left = -3; }, "window_size_left"},
+      {[](Valid& v) {
+         alignas(16) static char buffer[64];
+         v.bwd.workspace = buffer + 8;
+         v.bwd.workspace_size = 32;
+       },
+       "workspace: must be 16-byte aligned"},
   };
   for (auto& bc : cases) {
     Valid v(bf16_case(false));
