@@ -106,13 +106,21 @@ def trace(call, n, label):
     for e in ops:
         busy += max(0.0, e["ts"] + e["dur"] - max(end, e["ts"]))
         end = max(end, e["ts"] + e["dur"])
-    by_name = {}
+    by_name, alone = {}, {}
     for e in ops:
         by_name.setdefault(e["name"], []).append(e["dur"])
+    # The time each operation runs with no other beside it (a programmatic dependent under its
+    # primary's tail overlaps it; what it adds to the call is its time alone).
+    edges = sorted({t for e in ops for t in (e["ts"], e["ts"] + e["dur"])})
+    for t0, t1 in zip(edges, edges[1:]):
+        running = [e["name"] for e in ops if e["ts"] <= t0 and e["ts"] + e["dur"] >= t1]
+        if len(running) == 1:
+            alone[running[0]] = alone.get(running[0], 0.0) + (t1 - t0)
     print(f"{label}: trace of {n} calls: {span / n:.1f} us a call on the GPU, busy {busy / n:.1f} us, "
           f"idle {(span - busy) / n:.1f} us")
     for name, durs in sorted(by_name.items(), key=lambda kv: -sum(kv[1])):
-        print(f"  {sum(durs) / n:9.1f} us a call  {len(durs) / n:4.1f}x  {name[:150]}")
+        print(f"  {sum(durs) / n:9.1f} us a call ({alone.get(name, 0.0) / n:7.1f} alone)  {len(durs) / n:4.1f}x  "
+              f"{name[:150]}")
 
 
 if __name__ == "__main__":
