@@ -117,8 +117,9 @@ def _setup_context(ctx, inputs, output):
 def _backward_by(bwd_fn, ctx, dout):
     q, k, v, out, lse, cu_q, cu_k, used, alibi, philox = ctx.saved_tensors
     max_q, max_k, p, scale, causal, wl, wr, softcap, det = ctx.scalars
-    # None where only lse was used (_EagerAttention does not materialize gradients; lse's is ignored).
-    dout = torch.zeros_like(out) if dout is None else dout.contiguous()  # e.g. the expanded gradient of out.sum()
+    # None where only lse was used (_EagerAttention does not materialize gradients; lse's is ignored);
+    # contiguous, e.g. the expanded gradient of out.sum().
+    dout = torch.zeros_like(out) if dout is None else dout.contiguous()
     dq, dk, dv = bwd_fn(dout, q, k, v, out, lse, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl,
                         wr, softcap, det)
     return (dq, dk, dv) + (None,) * 14
