@@ -3,13 +3,16 @@ seconds, for scripts/clocks: the SM clock and board power that an implementation
 power-capped card (bench/NOTES.md, sessions 15 and 30).
 
     python3 bench/attn_loop.py --impl flashattn|cudnn|torch-fa2|gemm [--pass fwd|bwd] [--d 128]
-                               [--seqlen 8192] [--causal] [--seconds 4] [--trace N]
+                               [--seqlen 8192] [--causal] [--seconds 4] [--trace N] [--follow]
 
 The shape is the standard grid's (batch * seqlen = 16384 tokens, nheads * d = 2048; shared/BENCH.md).
 Prints the TFLOP/s over the whole loop (CUDA events around it), so it can be read beside the clock.
 --trace N: after the loop, N calls under torch.profiler: every GPU operation of a call (kernels,
 memsets, copies) with its mean duration, and the call's span on the GPU against the sum of its
-operations (what the loop's time holds besides the main kernel).
+operations (what the loop's time holds besides the main kernel). --follow: a one-element fill
+kernel after each call, as the next kernel of a training step would come (session 37: removing
+autograd's fill of lse's gradient, the kernel that came right after our backward, removed ~24 us of
+idle a call; does any kernel after it wait that long?).
 """
 import argparse
 import json
@@ -36,6 +39,7 @@ def main():
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--trace", type=int, default=0, metavar="N")
+    ap.add_argument("--follow", action="store_true")
     args = ap.parse_args()
 
     d, s = args.d, args.seqlen
@@ -64,6 +68,9 @@ def main():
     else:
         o = forward()
         call = lambda: torch.autograd.grad(o, (q, k, v), g, retain_graph=True)
+    if args.follow:
+        scratch, bare = torch.empty(1, device="cuda"), call
+        call = lambda: (bare(), scratch.zero_())
 
     for _ in range(5):
         call()
