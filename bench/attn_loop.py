@@ -109,18 +109,16 @@ def trace(call, n, label):
         print(f"{label}: trace: no GPU operations recorded")
         return
     span = ops[-1]["ts"] + ops[-1]["dur"] - ops[0]["ts"]
-    busy, end = 0.0, ops[0]["ts"]  # the union of the operations' intervals
-    for e in ops:
-        busy += max(0.0, e["ts"] + e["dur"] - max(end, e["ts"]))
-        end = max(end, e["ts"] + e["dur"])
-    by_name, alone = {}, {}
+    by_name, alone, busy = {}, {}, 0.0
     for e in ops:
         by_name.setdefault(e["name"], []).append(e["dur"])
-    # The time each operation runs with no other beside it (a programmatic dependent under its
-    # primary's tail overlaps it; what it adds to the call is its time alone).
+    # Between consecutive start/end times the same operations run: the GPU is busy where any does,
+    # and an operation adds to the call the time it runs with no other beside it (a programmatic
+    # dependent under its primary's tail overlaps it).
     edges = sorted({t for e in ops for t in (e["ts"], e["ts"] + e["dur"])})
     for t0, t1 in zip(edges, edges[1:]):
         running = [e["name"] for e in ops if e["ts"] <= t0 and e["ts"] + e["dur"] >= t1]
+        busy += (t1 - t0) if running else 0.0
         if len(running) == 1:
             alone[running[0]] = alone.get(running[0], 0.0) + (t1 - t0)
     print(f"{label}: trace of {n} calls: {span / n:.1f} us a call on the GPU, busy {busy / n:.1f} us, "

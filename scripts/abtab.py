@@ -28,30 +28,24 @@ for text in open(sys.argv[1]):
 for s, args in sorted(sets.items()):
     print(f"set {s}: {args}")
 mean = lambda xs: sum(xs) / len(xs)
+rows = []  # per point: its fields, each variant's rounds and their ratios to A's
 for key in sorted(set(k[:-1] for k in values)):
-    row = [f"s{key[0]} {key[1]} {key[2]} d{key[3]} {'causal' if key[4] else 'full'} {key[5]:>5}"]
+    row = {"set": sets.get(key[0], ""), "backend": key[1], "pass": key[2], "d": key[3], "causal": bool(key[4]),
+           "seqlen": key[5]}
     base = values.get(key + ("A",))
+    text = [f"s{key[0]} {key[1]} {key[2]} d{key[3]} {'causal' if key[4] else 'full'} {key[5]:>5}"]
     for v in "ABCDEFG":
         xs = values.get(key + (v,))
         if not xs:
             continue
-        ratio = f" ({mean(xs) / mean(base):.3f})" if base and v != "A" else ""
-        row.append(f"{v}={mean(xs):.0f}{ratio} [{' '.join(f'{x:.0f}' for x in xs)}]")
-    print("  ".join(row))
+        row[f"{v}_tflops_rounds"] = xs
+        ratio = ""
+        if base and v != "A":
+            row[f"{v}_over_A_rounds"] = [round(x / a, 4) for x, a in zip(xs, base)]
+            ratio = f" ({mean(xs) / mean(base):.3f})"
+        text.append(f"{v}={mean(xs):.0f}{ratio} [{' '.join(f'{x:.0f}' for x in xs)}]")
+    print("  ".join(text))
+    rows.append(row)
 if "--json" in sys.argv:
-    rows = []
-    for key in sorted(set(k[:-1] for k in values)):
-        row = {"set": sets.get(key[0], ""), "backend": key[1], "pass": key[2], "d": key[3], "causal": bool(key[4]),
-               "seqlen": key[5]}
-        base = values.get(key + ("A",))
-        for v in "ABCDEFG":
-            xs = values.get(key + (v,))
-            if not xs:
-                continue
-            row[f"{v}_tflops_rounds"] = xs
-            if base and v != "A":
-                row[f"{v}_over_A_rounds"] = [round(x / a, 4) for x, a in zip(xs, base)]
-        rows.append(row)
     with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
         json.dump(dict(patches=patches, sets=sets, rows=rows), f, indent=1)
-
