@@ -36,13 +36,15 @@
 namespace flashattn::sm90 {
 
 
-// Named barrier `id` of `threads` (CUTLASS NamedBarrier numbering, as every other barrier of these
-// kernels): wait for it (bar.sync) when `wait`, else only arrive.
-__device__ __forceinline__ void sync_or_arrive(bool wait, int id, int threads) {
+// Named barriers (CUTLASS NamedBarrier numbering, as every other barrier of these kernels): wait for
+// `sync_id` of `sync_threads` (bar.sync) when `wait`, else only arrive at `arrive_id` of
+// `arrive_threads` (one predicated instruction each: no branch).
+__device__ __forceinline__ void sync_or_arrive(bool wait, int sync_id, int sync_threads, int arrive_id,
+                                               int arrive_threads) {
   asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %0, 0;\n @p bar.sync %1, %2;\n @!p bar.arrive %1, %2;\n}\n" ::"r"(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %0, 0;\n @p bar.sync %1, %2;\n @!p bar.arrive %3, %4;\n}\n" ::"r"(
           int(wait)),
-      "r"(hardware_barrier(id)), "r"(threads)
+      "r"(hardware_barrier(sync_id)), "r"(sync_threads), "r"(hardware_barrier(arrive_id)), "r"(arrive_threads)
       : "memory");
 }
 
@@ -283,9 +285,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     CUTE_UNROLL
     for (int k = 0; k < size<2>(tdKrdS); ++k) cute::gemm(mma_kv, tdKrdS(_, _, k), tdKrQt(_, _, k, st), acc_dk);
     warpgroup_commit_batch();  // group 4: dK += dS^T Q
-    // Under those GEMMs: the step's dQ warpgroup waits until both halves of dS are written, the
-    // other only says its half is (one predicated instruction: no branch around the wgmma operands).
-    sync_or_arrive(dq_turn, Traits::kBarrierDsFull + parity, 256);
+    // Under those GEMMs: the step's dQ warpgroup waits until its own half of dS is written (its
+    // warpgroup barrier), the other says its half is (one predicated instruction: no branch around
+    // the wgmma operands).
+    sync_or_arrive(dq_turn, Traits::kBarrierWarpGroup + w, 128, Traits::kBarrierDsFull + parity, 256);
     warpgroup_wait<0>();  // P and dS registers free before the dQ accumulator is live
     warpgroup_fence_operand(acc_dv);
     warpgroup_fence_operand(acc_dk);
@@ -295,19 +298,24 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     // dQ = dS K over the CTA's 128 keys (both halves of dS), into the shared dQ buffer in register
     // order (value i of thread t at (i / 4) * 512 + 4 t + i % 4: 16-byte stores, no bank conflicts),
-    // then handed to the writer warp.
+    // then handed to the writer warp. This warpgroup's own keys first: those GEMMs run while the
+    // other warpgroup, a dQ behind, still computes its half of dS (waiting for both halves first
+    // was 8% of the kernel's stall samples at d128: bench/NOTES.md, session 37).
     Tensor acc_dq = partition_fragment_C(mma_q, Shape<Int<kBlockM>, Int<kHeadDim>>{});
     warpgroup_fence_operand(acc_dq);
     warpgroup_arrive();
     mma_q.accumulate_ = GMMA::ScaleOut::Zero;
     CUTE_UNROLL
-    for (int half = 0; half < 2; ++half) {
-      CUTE_UNROLL
-      for (int k = 0; k < size<2>(tdQrdS); ++k) {
-        cute::gemm(mma_q, tdQrdS(_, _, k, half + 2 * parity), tdQrKt(_, _, k, half), acc_dq);
-        mma_q.accumulate_ = GMMA::ScaleOut::One;
-      }
+    for (int k = 0; k < size<2>(tdQrdS); ++k) {
+      cute::gemm(mma_q, tdQrdS(_, _, k, w + 2 * parity), tdQrKt(_, _, k, w), acc_dq);
+      mma_q.accumulate_ = GMMA::ScaleOut::One;
     }
+    cutlass::arch::NamedBarrier::sync(256, Traits::kBarrierDsFull + parity);  // the other half written
+    warpgroup_fence_operand(acc_dq);
+    warpgroup_arrive();
+    CUTE_UNROLL
+    for (int k = 0; k < size<2>(tdQrdS); ++k)
+      cute::gemm(mma_q, tdQrdS(_, _, k, 1 - w + 2 * parity), tdQrKt(_, _, k, 1 - w), acc_dq);
     warpgroup_commit_batch();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_dq);
