@@ -13,7 +13,6 @@ between two synchronizations, after 50 unmeasured ones.
 import argparse
 import json
 import math
-import time
 
 import torch
 import torch.nn.functional as F
@@ -21,17 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import flashattn
 from flashattn import _ops
-
-
-def per_call_us(fn, calls):
-    for _ in range(50):
-        fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    torch.cuda.synchronize()
-    return round((time.perf_counter() - t) / calls * 1e6, 2)
+from flashattn.bench import host_us
 
 
 def main():
@@ -59,7 +48,7 @@ def main():
     rows = {}
 
     def row(name, fn):
-        rows[name] = per_call_us(fn, args.calls)
+        rows[name] = round(host_us(fn, args.calls), 2)
         print(f"{rows[name]:9.2f} us  {name}", flush=True)
 
     row("flash_attn_func, inputs with grad", lambda: flashattn.flash_attn_func(q, k, v, causal=True))

@@ -119,6 +119,21 @@ def gemm_and_copy(reps):
     return round(gemm, 1), round(copy, 2)
 
 
+def host_us(fn, calls):
+    """Mean microseconds a call of fn over `calls` calls between two synchronizations, after 50
+    unmeasured ones: the host's time where the GPU work of a call is shorter."""
+    import torch
+
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / calls * 1e6
+
+
 def host_us_per_call(peers, calls=2000):
     """Host time of one forward call on a tiny shape (the GPU waits on the host): where it exceeds a
     kernel's run time, CUDA events around that call time the host. Ours, and each SDPA peer's, on
@@ -132,14 +147,7 @@ def host_us_per_call(peers, calls=2000):
     q, k, v = (torch.randn(1, 128, 2, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
 
     def per_call(fn):
-        for _ in range(50):
-            fn()
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        torch.cuda.synchronize()
-        return round((time.perf_counter() - t) / calls * 1e6, 1)
+        return round(host_us(fn, calls), 1)
 
     out = {}
 
