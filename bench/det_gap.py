@@ -50,10 +50,11 @@ def main():
         attn = _ops._attn(q, k, v, None, None, None, s, s, None, None, 0.0, d**-0.5, args.causal, -1, -1, 0.0)
         bufs = (attn, _ops._desc(out, "out"), _ops._desc(lse, "softmax_lse"), _ops._desc(g, "dout"),
                 _ops._desc(dq, "dq"), _ops._desc(dk, "dk"), _ops._desc(dv, "dv"), det)
-        nbytes = _ops._C.bwd_workspace_size(*bufs, _ops._backend)
+        device = torch.cuda.current_device()
+        nbytes = _ops._C.bwd_workspace_size(*bufs, device, _ops._backend)
         workspace = torch.empty(max(nbytes, 1), dtype=torch.uint8, device="cuda")
         stream = torch.cuda.current_stream().cuda_stream
-        return lambda: _ops._C.bwd(*bufs, workspace.data_ptr(), nbytes, stream, _ops._backend)
+        return lambda: _ops._C.bwd(*bufs, workspace.data_ptr(), nbytes, device, stream, _ops._backend)
 
     ways = {"autograd": autograd_call, "direct": direct_call}
     times = {(w, det): [] for w in ways for det in (False, True)}

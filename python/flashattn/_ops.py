@@ -27,41 +27,47 @@ def _desc(t: Optional[torch.Tensor], name: str):
         return None
     if t.dtype not in _DTYPES:
         raise TypeError(f"{name}: dtype {t.dtype} is not supported (float16, bfloat16; int32 for index tensors)")
-    return (t.data_ptr(), _DTYPES[t.dtype], list(t.shape), list(t.stride()))
+    return (t.data_ptr(), _DTYPES[t.dtype], t.shape, t.stride())
 
 
 def _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
           dropout_p, softmax_scale, causal, window_left, window_right, softcap):
-    a = dict(q=_desc(q, "q"), k=_desc(k, "k"), v=_desc(v, "v"),
-             cu_seqlens_q=_desc(cu_seqlens_q, "cu_seqlens_q"), cu_seqlens_k=_desc(cu_seqlens_k, "cu_seqlens_k"),
-             seqused_k=_desc(seqused_k, "seqused_k"), max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
-             alibi_slopes=_desc(alibi_slopes, "alibi_slopes"), dropout_p=dropout_p, softmax_scale=softmax_scale,
-             softcap=softcap, is_causal=causal, window_size_left=window_left, window_size_right=window_right)
-    if philox is not None:  # int64 [2] on the device: (seed, offset), read by the kernel (graph-safe)
-        a["philox_seed_ptr"] = philox.data_ptr()
-        a["philox_offset_ptr"] = philox.data_ptr() + 8
-    return a
+    """The attention description _C takes: a tuple in the order of module.cpp's `Attn`. philox is int64
+    [2] on the device, (seed, offset), read by the kernel (graph-safe); 0 without dropout."""
+    return (_desc(q, "q"), _desc(k, "k"), _desc(v, "v"), _desc(cu_seqlens_q, "cu_seqlens_q"),
+            _desc(cu_seqlens_k, "cu_seqlens_k"), _desc(seqused_k, "seqused_k"), max_seqlen_q, max_seqlen_k,
+            _desc(alibi_slopes, "alibi_slopes"), 0 if philox is None else philox.data_ptr(), dropout_p,
+            softmax_scale, softcap, causal, window_left, window_right)
 
 
 def _lse_shape(q, cu_seqlens_q):
     return (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
 
 
-def _stream(device):
-    return torch.cuda.current_stream(device).cuda_stream
+# The current stream's handle by device index: torch's own fast path (inductor and Triton use it)
+# in place of torch.cuda.current_stream(device).cuda_stream (bench/host_time.py times both).
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
+def _stream(device_index: int) -> int:
+    if _raw_stream is not None:
+        return _raw_stream(device_index)
+    return torch.cuda.current_stream(device_index).cuda_stream
+
+
+# _C runs each call on the device it is given (q's), switching to it and back only where the
+# current device differs: the work of `with torch.cuda.device(q.device)` without its ~2 us a call.
 def _fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens_q: Optional[torch.Tensor],
         cu_seqlens_k: Optional[torch.Tensor], seqused_k: Optional[torch.Tensor], max_seqlen_q: int, max_seqlen_k: int,
         alibi_slopes: Optional[torch.Tensor], philox: Optional[torch.Tensor], dropout_p: float, softmax_scale: float,
         causal: bool, window_left: int, window_right: int, softcap: float,
         deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
-    with torch.cuda.device(q.device):
-        attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
-                     dropout_p, softmax_scale, causal, window_left, window_right, softcap)
-        _C.fwd(attn, _desc(out, "out"), _desc(lse, "softmax_lse"), 0, _stream(q.device), _backend)
+    out = q.new_empty(q.shape)
+    lse = q.new_empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32)
+    device = q.get_device()
+    attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+                 dropout_p, softmax_scale, causal, window_left, window_right, softcap)
+    _C.fwd(attn, _desc(out, "out"), _desc(lse, "softmax_lse"), 0, device, _stream(device), _backend)
     return out, lse
 
 
@@ -79,17 +85,15 @@ def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         max_seqlen_q: int, max_seqlen_k: int, alibi_slopes: Optional[torch.Tensor], philox: Optional[torch.Tensor],
         dropout_p: float, softmax_scale: float, causal: bool, window_left: int, window_right: int, softcap: float,
         deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
-    with torch.cuda.device(q.device):
-        attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
-                     dropout_p, softmax_scale, causal, window_left, window_right, softcap)
-        args = (attn, _desc(out, "out"), _desc(lse, "softmax_lse"), _desc(dout, "dout"), _desc(dq, "dq"),
-                _desc(dk, "dk"), _desc(dv, "dv"), deterministic)
-        nbytes = _C.bwd_workspace_size(*args, _backend)
-        workspace = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=q.device)
-        _C.bwd(*args, workspace.data_ptr(), nbytes, _stream(q.device), _backend)
+    dq, dk, dv = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+    device = q.get_device()
+    attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+                 dropout_p, softmax_scale, causal, window_left, window_right, softcap)
+    args = (attn, _desc(out, "out"), _desc(lse, "softmax_lse"), _desc(dout, "dout"), _desc(dq, "dq"),
+            _desc(dk, "dk"), _desc(dv, "dv"), deterministic)
+    nbytes = _C.bwd_workspace_size(*args, device, _backend)
+    workspace = q.new_empty(max(nbytes, 1), dtype=torch.uint8)
+    _C.bwd(*args, workspace.data_ptr(), nbytes, device, _stream(device), _backend)
     return dq, dk, dv
 
 
@@ -100,11 +104,6 @@ bwd = torch.library.custom_op("flashattn::bwd", mutates_args=(), device_types="c
 def _(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
       dropout_p, softmax_scale, causal, window_left, window_right, softcap, deterministic):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
-
-
-_FWD_TENSORS = ("q", "k", "v", "cu_seqlens_q", "cu_seqlens_k", "seqused_k", "alibi_slopes", "philox")
-_FWD_SCALARS = ("max_seqlen_q", "max_seqlen_k", "dropout_p", "softmax_scale", "causal", "window_left",
-                "window_right", "softcap", "deterministic")
 
 
 def _setup_context(ctx, inputs, output):
@@ -120,13 +119,12 @@ def _backward_by(bwd_fn, ctx, dout):
     # None where only lse was used (_EagerAttention does not materialize gradients; lse's is ignored);
     # contiguous, e.g. the expanded gradient of out.sum().
     dout = torch.zeros_like(out) if dout is None else dout.contiguous()
-    dq, dk, dv = bwd_fn(dout, q, k, v, out, lse, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl,
-                        wr, softcap, det)
-    return (dq, dk, dv) + (None,) * 14
+    return bwd_fn(dout, q, k, v, out, lse, cu_q, cu_k, used, max_q, max_k, alibi, philox, p, scale, causal, wl, wr,
+                  softcap, det)
 
 
 def _backward(ctx, dout, dlse):
-    return _backward_by(bwd, ctx, dout)
+    return _backward_by(bwd, ctx, dout) + (None,) * 14
 
 
 torch.library.register_autograd("flashattn::fwd", _backward, setup_context=_setup_context)
@@ -134,10 +132,12 @@ torch.library.register_autograd("flashattn::fwd", _backward, setup_context=_setu
 
 class _EagerAttention(torch.autograd.Function):
     """flashattn::fwd's autograd without the dispatcher: the same implementations, context and
-    gradients (dlse is ignored, as there)."""
+    gradients (dlse is ignored, as there). The arguments after q, k, v come as one tuple: apply()
+    walks each of its arguments in Python (bench/host_time.py times both)."""
 
     @staticmethod
-    def forward(ctx, *inputs):
+    def forward(ctx, q, k, v, rest):
+        inputs = (q, k, v) + rest
         out, lse = _fwd(*inputs)
         _setup_context(ctx, inputs, (out, lse))
         # lse's gradient is ignored: left as None, autograd launches no kernel to fill it with zeros.
@@ -146,7 +146,7 @@ class _EagerAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlse):
-        return _backward_by(_bwd, ctx, dout)
+        return _backward_by(_bwd, ctx, dout) + (None,)
 
 
 def attention(q, k, v, *rest):
@@ -157,5 +157,5 @@ def attention(q, k, v, *rest):
             type(v) is not torch.Tensor:
         return fwd(q, k, v, *rest)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return _EagerAttention.apply(q, k, v, *rest)
+        return _EagerAttention.apply(q, k, v, rest)
     return _fwd(q, k, v, *rest)

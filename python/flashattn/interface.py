@@ -15,7 +15,7 @@ from . import _ops
 def _check_tensor(x, name):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.device.type != "cuda":
+    if not x.is_cuda:
         raise ValueError(f"{name}: expected a CUDA tensor, got a tensor on {x.device}")
     if x.dtype not in (torch.float16, torch.bfloat16) and _ops._backend != _ops._C.BACKEND_REFERENCE:
         raise TypeError(f"{name}: dtype {x.dtype} is not supported (float16 or bfloat16)")

@@ -13,6 +13,8 @@
 #include <tuple>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "flashattn/flashattn_c.h"
 
 namespace nb = nanobind;
@@ -56,42 +58,69 @@ void check(flashattn_status s) {
   }
 }
 
-template <typename T>
-T get(const nb::dict& d, const char* key, T fallback) {
-  return d.contains(key) && !d[key].is_none() ? nb::cast<T>(d[key]) : fallback;
-}
-std::optional<Desc> get_desc(const nb::dict& d, const char* key) {
-  return d.contains(key) && !d[key].is_none() ? std::optional<Desc>(nb::cast<Desc>(d[key])) : std::nullopt;
-}
+// The attention description, in the order _ops._attn builds it: q, k, v, cu_seqlens_q, cu_seqlens_k,
+// seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox (the device address of int64 (seed,
+// offset), or 0), dropout_p, softmax_scale, softcap, is_causal, window_size_left, window_size_right.
+// A tuple converts field by field without the key lookups a dict takes.
+using OptDesc = std::optional<Desc>;
+using Attn = std::tuple<OptDesc, OptDesc, OptDesc, OptDesc, OptDesc, OptDesc, int32_t, int32_t, OptDesc, uintptr_t,
+                        float, float, float, bool, int32_t, int32_t>;
 
-// The attention description from a dict with the flashattn_attention field names.
-flashattn_attention attention(const nb::dict& a) {
+flashattn_attention attention(const Attn& a) {
+  const auto& [q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
+               dropout_p, softmax_scale, softcap, is_causal, window_left, window_right] = a;
   flashattn_attention at{};
-  at.q = tensor(get_desc(a, "q"), "q");
-  at.k = tensor(get_desc(a, "k"), "k");
-  at.v = tensor(get_desc(a, "v"), "v");
-  at.cu_seqlens_q = tensor(get_desc(a, "cu_seqlens_q"), "cu_seqlens_q");
-  at.cu_seqlens_k = tensor(get_desc(a, "cu_seqlens_k"), "cu_seqlens_k");
-  at.seqused_k = tensor(get_desc(a, "seqused_k"), "seqused_k");
-  at.max_seqlen_q = get<int32_t>(a, "max_seqlen_q", 0);
-  at.max_seqlen_k = get<int32_t>(a, "max_seqlen_k", 0);
-  at.alibi_slopes = tensor(get_desc(a, "alibi_slopes"), "alibi_slopes");
-  at.softmax_scale = get<float>(a, "softmax_scale", 0.f);
-  at.softcap = get<float>(a, "softcap", 0.f);
-  at.dropout_p = get<float>(a, "dropout_p", 0.f);
-  at.philox_seed = get<uint64_t>(a, "philox_seed", 0);
-  at.philox_offset = get<uint64_t>(a, "philox_offset", 0);
-  at.philox_seed_ptr = reinterpret_cast<const uint64_t*>(get<uintptr_t>(a, "philox_seed_ptr", 0));
-  at.philox_offset_ptr = reinterpret_cast<const uint64_t*>(get<uintptr_t>(a, "philox_offset_ptr", 0));
-  at.is_causal = get<bool>(a, "is_causal", false);
-  at.window_size_left = get<int32_t>(a, "window_size_left", -1);
-  at.window_size_right = get<int32_t>(a, "window_size_right", -1);
+  at.q = tensor(q, "q");
+  at.k = tensor(k, "k");
+  at.v = tensor(v, "v");
+  at.cu_seqlens_q = tensor(cu_seqlens_q, "cu_seqlens_q");
+  at.cu_seqlens_k = tensor(cu_seqlens_k, "cu_seqlens_k");
+  at.seqused_k = tensor(seqused_k, "seqused_k");
+  at.max_seqlen_q = max_seqlen_q;
+  at.max_seqlen_k = max_seqlen_k;
+  at.alibi_slopes = tensor(alibi_slopes, "alibi_slopes");
+  at.softmax_scale = softmax_scale;
+  at.softcap = softcap;
+  at.dropout_p = dropout_p;
+  if (philox) {
+    at.philox_seed_ptr = reinterpret_cast<const uint64_t*>(philox);
+    at.philox_offset_ptr = reinterpret_cast<const uint64_t*>(philox + 8);
+  }
+  at.is_causal = is_causal;
+  at.window_size_left = window_left;
+  at.window_size_right = window_right;
   return at;
 }
 
+// Makes `device` current for one call and restores the caller's afterwards, where they differ (the
+// C API runs on the current device). A negative device (a CPU tensor's) switches nothing: the
+// library's pointer checks then name the argument.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (device >= 0 && cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
+      if (cudaSetDevice(device) != cudaSuccess) {
+        cudaGetLastError();
+        throw std::runtime_error("flashattn: cannot make CUDA device " + std::to_string(device) + " current");
+      }
+      switched_ = true;
+    }
+  }
+  ~DeviceGuard() {
+    if (switched_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+  bool switched_ = false;
+};
+
 bool is_varlen(const flashattn_attention& a) { return a.cu_seqlens_q.rank != 0; }
 
-void fwd(const nb::dict& attn, const Desc& out, const Desc& lse, uintptr_t rng_state, uintptr_t stream, int backend) {
+void fwd(const Attn& attn, const Desc& out, const Desc& lse, uintptr_t rng_state, int device, uintptr_t stream,
+         int backend) {
   flashattn_fwd_params p;
   flashattn_fwd_params_init(&p);
   p.attn = attention(attn);
@@ -103,12 +132,13 @@ void fwd(const nb::dict& attn, const Desc& out, const Desc& lse, uintptr_t rng_s
   flashattn_status st;
   {
     nb::gil_scoped_release release;
+    DeviceGuard guard(device);
     st = is_varlen(p.attn) ? flashattn_varlen_fwd(&p, s) : flashattn_fwd(&p, s);
   }
   check(st);
 }
 
-flashattn_bwd_params bwd_params(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dout,
+flashattn_bwd_params bwd_params(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout,
                                 const Desc& dq, const Desc& dk, const Desc& dv, bool deterministic, int backend) {
   flashattn_bwd_params p;
   flashattn_bwd_params_init(&p);
@@ -124,16 +154,22 @@ flashattn_bwd_params bwd_params(const nb::dict& attn, const Desc& out, const Des
   return p;
 }
 
-size_t bwd_workspace_size(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq,
-                          const Desc& dk, const Desc& dv, bool deterministic, int backend) {
+size_t bwd_workspace_size(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq,
+                          const Desc& dk, const Desc& dv, bool deterministic, int device, int backend) {
   const flashattn_bwd_params p = bwd_params(attn, out, lse, dout, dq, dk, dv, deterministic, backend);
   size_t bytes = 0;
-  check(flashattn_bwd_workspace_size(&p, &bytes));
+  flashattn_status st;
+  {
+    DeviceGuard guard(device);  // the pointer checks compare with the current device
+    st = flashattn_bwd_workspace_size(&p, &bytes);
+  }
+  check(st);
   return bytes;
 }
 
-void bwd(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq, const Desc& dk,
-         const Desc& dv, bool deterministic, uintptr_t workspace, size_t workspace_size, uintptr_t stream, int backend) {
+void bwd(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq, const Desc& dk,
+         const Desc& dv, bool deterministic, uintptr_t workspace, size_t workspace_size, int device, uintptr_t stream,
+         int backend) {
   flashattn_bwd_params p = bwd_params(attn, out, lse, dout, dq, dk, dv, deterministic, backend);
   p.workspace = reinterpret_cast<void*>(workspace);
   p.workspace_size = workspace_size;
@@ -141,6 +177,7 @@ void bwd(const nb::dict& attn, const Desc& out, const Desc& lse, const Desc& dou
   flashattn_status st;
   {
     nb::gil_scoped_release release;
+    DeviceGuard guard(device);
     st = is_varlen(p.attn) ? flashattn_varlen_bwd(&p, s) : flashattn_bwd(&p, s);
   }
   check(st);
@@ -171,10 +208,11 @@ NB_MODULE(_C, m) {
   m.attr("__source_sha256__") = "";
 #endif
   m.def("fwd", &fwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("rng_state"),
-        nb::arg("stream"), nb::arg("backend"));
+        nb::arg("device"), nb::arg("stream"), nb::arg("backend"));
   m.def("bwd_workspace_size", &bwd_workspace_size, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"),
-        nb::arg("dout"), nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("backend"));
+        nb::arg("dout"), nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("device"),
+        nb::arg("backend"));
   m.def("bwd", &bwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("dout"), nb::arg("dq"),
         nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("workspace"), nb::arg("workspace_size"),
-        nb::arg("stream"), nb::arg("backend"));
+        nb::arg("device"), nb::arg("stream"), nb::arg("backend"));
 }
