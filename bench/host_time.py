@@ -1,25 +1,29 @@
 """Where the host time of one small attention call goes: flashattn's public calls and each Python
 layer under them, on a tiny shape, beside SDPA's cuDNN and FlashAttention-2 calls on the same tensors.
 
-    python3 bench/host_time.py [--calls 100] [--json OUT]
+    python3 bench/host_time.py [--calls 100] [--json OUT] [--trace DIR]
 
 Two columns a row, microseconds a call:
 - host: the mean of `calls` calls queued behind a ~100 ms sleep kernel, so the GPU runs none of them
   while the clock runs (the host's own time; the median of 5 rounds);
 - queued: the mean of 2000 calls between two synchronizations (flashattn.bench.host_us, the grid's
   "host_us_per_call"), which is the GPU's time instead wherever the GPU is the slower.
+--trace DIR: then 20 forward + backward steps of ours and of SDPA's cuDNN under torch.profiler (CPU and
+CUDA), each written as a Chrome trace into DIR, with the ops of most self CPU time printed.
 Rows on flashattn's internals (`_ops`, `_C`) print "n/a" where the installed package's internals
 differ (an older build, for an A/B in one run).
 """
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 
 import flashattn
 from flashattn import _ops
@@ -69,6 +73,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--trace", default=None)
     args = ap.parse_args()
 
     b, s, h, d = 1, 128, 2, 128
@@ -150,6 +155,24 @@ def main():
                     train_step(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)))
         except RuntimeError as e:  # the backend does not take this shape here
             print(f"SDPA {name}: {e}")
+    if args.trace:
+        os.makedirs(args.trace, exist_ok=True)
+
+        def trace(name, step):
+            for _ in range(20):
+                step()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(20):
+                    step()
+                torch.cuda.synchronize()
+            prof.export_chrome_trace(os.path.join(args.trace, f"{name}-fwd-bwd.json"))
+            print(f"== {name}: 20 forward + backward steps")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+        trace("flashattn", train_step(lambda: flashattn.flash_attn_func(q, k, v, causal=True)))
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            trace("cudnn", train_step(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"card": torch.cuda.get_device_name(), "torch": torch.__version__,
