@@ -8,8 +8,9 @@ Two columns a row, microseconds a call:
   while the clock runs (the host's own time; the median of 5 rounds);
 - queued: the mean of 2000 calls between two synchronizations (flashattn.bench.host_us, the grid's
   "host_us_per_call"), which is the GPU's time instead wherever the GPU is the slower.
---trace DIR: then 20 forward + backward steps of ours and of SDPA's cuDNN under torch.profiler (CPU and
-CUDA), each written as a Chrome trace into DIR, with the ops of most self CPU time printed.
+--trace DIR: instead of the rows, 20 forward + backward steps of ours and of SDPA's cuDNN under
+torch.profiler (CPU and CUDA), each written as a Chrome trace into DIR, with the ops of most self CPU
+time printed.
 Rows on flashattn's internals (`_ops`, `_C`) print "n/a" where the installed package's internals
 differ (an older build, for an A/B in one run).
 """
@@ -99,6 +100,31 @@ def main():
             f().backward(g)
         return step
 
+    if args.trace:
+        os.makedirs(args.trace, exist_ok=True)
+
+        def trace(name, step):
+            # Host time a step by how many steps queue behind the sleep: it grows with the count
+            # where the launch queue fills before the sleep ends (the GPU then paces the host).
+            print(f"== {name}: host us a step, 10 / 30 / 100 steps behind the sleep: " +
+                  " / ".join(f"{host_only_us(step, n):.1f}" for n in (10, 30, 100)), flush=True)
+            for _ in range(20):
+                step()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(20):
+                    step()
+                torch.cuda.synchronize()
+            prof.export_chrome_trace(os.path.join(args.trace, f"{name}-fwd-bwd.json"))
+            print(f"== {name}: 20 forward + backward steps")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+        qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+        trace("flashattn", train_step(lambda: flashattn.flash_attn_func(q, k, v, causal=True)))
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            trace("cudnn", train_step(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)))
+        trace("no-op Function", train_step(lambda: _Apply4.apply(q, k, v, rest)))
+        return 0
     print("     host    queued")
     row("flash_attn_func, inputs with grad", lambda: flashattn.flash_attn_func(q, k, v, causal=True))
     with torch.no_grad():
@@ -155,24 +181,6 @@ def main():
                     train_step(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)))
         except RuntimeError as e:  # the backend does not take this shape here
             print(f"SDPA {name}: {e}")
-    if args.trace:
-        os.makedirs(args.trace, exist_ok=True)
-
-        def trace(name, step):
-            for _ in range(20):
-                step()
-            torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                for _ in range(20):
-                    step()
-                torch.cuda.synchronize()
-            prof.export_chrome_trace(os.path.join(args.trace, f"{name}-fwd-bwd.json"))
-            print(f"== {name}: 20 forward + backward steps")
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-
-        trace("flashattn", train_step(lambda: flashattn.flash_attn_func(q, k, v, causal=True)))
-        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-            trace("cudnn", train_step(lambda: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True).transpose(1, 2)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"card": torch.cuda.get_device_name(), "torch": torch.__version__,
