@@ -174,6 +174,13 @@ inline std::vector<Case> feature_cases() {
   c.key_growth = 3.0;
   cases.push_back(c);
   c = base;
+  // The same by far more: a weight against the last block's reference overflows fp32 (a row's max
+  // climbs by more than 128 log2 units), so the Hopper forward's fast softmax must compute the
+  // block's scores again.
+  c.name = "scores_leap_toward_first_key";
+  c.key_growth = 5.0;
+  cases.push_back(c);
+  c = base;
   c.name = "varlen";  // includes an empty query sequence and an empty key sequence
   c.seqlens_q = {3, 0, 6, 2};
   c.seqlens_k = {5, 4, 2, 0};

@@ -69,6 +69,14 @@ TEST_P(ReferenceGpu, ForwardAndBackwardMatchFp64) {
     }
     ASSERT_NEAR(got.lse[i], want.lse[i], 1e-4 * std::max(1.0, std::fabs(want.lse[i]))) << "lse[" << i << "]";
   }
+  // Keys e^5 apart (scores_leap_toward_first_key) put nearly all of a row's weight on its first key,
+  // so dS = P (dP - D) cancels to almost nothing there and dq, dk are sums of terms ~150x the result:
+  // the fp32 reference's gradients carry that cancellation (5e-3 of the largest gradient, seen on
+  // the H200 in session 40), past this test's bound, which is relative to the result. Its forward
+  // is well conditioned and checked above. The kernels' gradients on this case are held to standard
+  // attention's autograd in the same dtype (check_backward_case), whose error sees the cancellation;
+  // this reference's gradients serve only the large-shape tests, whose inputs are O(1).
+  if (c.key_growth > 3.0) return;
   // Backward reads the rounded out for D = rowsum(dout * out), so low-precision dtypes carry that
   // error into every gradient: compare against the largest gradient.
   const std::pair<const std::vector<double>*, const std::vector<double>*> grads[] = {

@@ -113,6 +113,53 @@ struct OnlineSoftmax {
     }
     return fits;
   }
+  // After exponentiate_against_references() failed somewhere in the warp (a thread's block sum of a
+  // row passed kReferenceLimit): moves the reference of each of the warp's rows whose largest weight
+  // passed 2^kMaxSlack up by a whole power of two, 2^k with 2^(k-1) <= that weight < 2^k, so the
+  // block's weights become exactly p 2^-k (a power-of-two scale is exact in fp32: the same weights
+  // exponentiate() would give against the moved reference) and O, rescaled by the same 2^-k
+  // (rescale()), stays consistent; then counts the block, as keep_block() does. Every thread of the
+  // warp must call it (quad shuffles, a warp vote). Returns false, touching nothing, if a weight of
+  // the warp reached 2^126 or +inf (a score 126 log2 units or more above its reference: at +inf the
+  // score is lost); the caller then computes the scores again and runs exponentiate().
+  template <typename Scores>
+  __device__ bool move_references(Scores& s, float (&block_sum)[kRows]) {
+    float top[kRows];
+    bool finite = true;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      top[r] = 0.f;
+      CUTE_UNROLL
+      for (int c = 0; c < size<1>(s); ++c) top[r] = fmaxf(top[r], s(r, c));
+      top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
+      top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
+      finite &= top[r] < 0x1p126f;  // so 2^-k below stays a normal float (no flush to zero)
+    }
+    if (!__all_sync(0xffffffffu, finite)) return false;
+    max_grew = false;
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
+      correction[r] = 1.f;
+      if (top[r] > float(1 << int(kMaxSlack))) {
+        int k;
+        frexpf(top[r], &k);
+        const float down = ldexpf(1.f, -k);
+        float sum = 0.f;
+        CUTE_UNROLL
+        for (int c = 0; c < size<1>(s); ++c) {
+          s(r, c) *= down;
+          sum += s(r, c);
+        }
+        block_sum[r] = sum;
+        correction[r] = down;
+        row_max[r] += __fdividef(float(k), scale_log2);  // the reference, in raw units, up by k log2 units
+        max_grew = true;
+      }
+      row_sum[r] = row_sum[r] * correction[r] + block_sum[r];
+    }
+    return true;
+  }
+
   // The bound on a thread's block sum (so on each weight) against a kept reference: P fits every
   // input dtype (fp16 up to 65504) at unchanged relative precision, O and the row sums stay far from
   // fp32's range, and it exceeds what exponentiate() leaves (at most 64 columns a thread, each

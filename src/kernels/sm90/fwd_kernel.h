@@ -130,6 +130,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   // tile (160 registers) spilled 8 B with it and was still 5-8% faster (bench/NOTES.md, session 19;
   // 4 B since session 21); cmake/ptxas-check-launcher.sh exempts that kernel.
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
+  // Where the fast softmax's fallback goes warp by warp, with no warpgroup vote (scores_to_probs_fast):
+  // the plain variant of the two-consumer tiles. Elsewhere its scalar recompute spilled (session 39:
+  // 20 and 232 B in d128's dropout and transform variants, 148 B in d64's three-consumer tile).
+  constexpr bool kWarpRescue = kFastSoftmax && Traits::kConsumers == 2 && !kDropout && !kTransform;
   // The end of a tile's work that does not need O (row sums to factors and lse, the next tile's
   // coordinates) under its last P V GEMM (below), where O leaves from registers (varlen, d <= 128):
   // d128 varlen +2-5%, the next tile's cu_seqlens loads off the path between two tiles' GEMMs. With
@@ -257,8 +261,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   // ids 1 .. kConsumers the ping-pong turns, the next kConsumers a warpgroup's O in shared memory (the
   // epilogue); NamedBarrier adds 8 (the hardware ids CUTLASS reserves for its own collectives), so
   // these are hardware ids 9 .. 8 + 2 kConsumers. A warpgroup's vote in the key-block loop
-  // (warpgroup_any) takes a hardware id directly: 5 + consumer, among the reserved ones, which no
-  // CUTLASS collective of this kernel uses (its pipelines wait on mbarriers); 0 is __syncthreads.
+  // (warpgroup_any; not where kWarpRescue) takes a hardware id directly: 5 + consumer, among the
+  // reserved ones, which no CUTLASS collective of this kernel uses (its pipelines wait on
+  // mbarriers); 0 is __syncthreads.
   constexpr int kConsumers = Traits::kConsumers;
   constexpr int kBarrierO = 1 + kConsumers;
   // O through the last key block's stages (Traits::kOInStages, d256's 80-key tile, which has no
@@ -382,16 +387,32 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
       softmax.exponentiate(s_rc);
     };
+    // S of K stage `st` computed again from shared memory with scalar FMAs (no wgmma, so each warp
+    // may take it alone), for the rescue in scores_to_probs_fast. Q and the K stage are still held.
+    auto recompute_s = [&](AccS& acc_s, int st) {
+      // Element by element, a loop over d each: few registers live beside O and the P in flight.
+      CUTE_UNROLL
+      for (int i = 0; i < size(acc_s); ++i) {
+        const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
+        float sum = 0.f;
+#pragma unroll 1
+        for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
+        acc_s(i) = sum;
+      }
+    };
     // scores_to_probs without the row maxima where it can: once every row of a warp has a reference
     // max, its weights are taken against the references as they stand (no FMNMX over the row, no
-    // shuffles), and kept if none passed 2^15 (OnlineSoftmax::exponentiate_against_references). If
-    // any thread of the warpgroup saw one pass, the warpgroup computes S again from the K stage `st`
-    // (still held, as is Q) and runs the full softmax, which moves the references. With scores of
-    // one distribution that happens in a row's first blocks at most; a row whose max climbs by more
-    // than 15 / log2(e) / scale in a block pays a second Q K^T for it.
+    // shuffles), and kept if none passed 2^15 (OnlineSoftmax::exponentiate_against_references).
+    // kWarpRescue: a warp where one did moves those rows' references by a power of two and scales
+    // their weights exactly (OnlineSoftmax::move_references), warp by warp; only where a weight
+    // reached 2^126 (a score 126 log2 units above its reference) are the warp's scores computed
+    // again, from Q and the K stage `st` (recompute_s), for the full softmax. Otherwise: if any
+    // thread of the warpgroup saw one pass, the warpgroup (a vote: a barrier for its four warps
+    // every block) computes S again from the K stage by wgmma and runs the full softmax, which moves
+    // the references. With scores of one distribution that happens in a row's first blocks at most.
     // Not with ALiBi where keys right of the diagonal are seen: the walk from the last key block
     // nears the diagonal there, so the bias lifts each block's max by slope x kBlockN, and with the
-    // larger slopes (0.08 and up at 128 keys) nearly every such block would compute S twice.
+    // larger slopes (0.08 and up at 128 keys) nearly every such block would take the fallback.
     const bool skip_max_allowed = mask.slope == 0.f || mask.window_right == 0;
     auto scores_to_probs_fast = [&](AccS& acc_s, int n, int st) {
       Tensor s_rc = cute::make_tensor(acc_s.data(), rowcol(acc_s.layout()));
@@ -404,7 +425,16 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       } else {
         softmax.exponentiate(s_rc);
       }
-      if (warpgroup_any(!fits, kBarrierVote + consumer)) {
+      if constexpr (kWarpRescue) {
+        if (!fast) return;
+        if (!__any_sync(0xffffffffu, !fits)) {
+          softmax.keep_block(block_sum);
+        } else if (!softmax.move_references(s_rc, block_sum)) {
+          recompute_s(acc_s, st);
+          mask_scores(acc_s, n);
+          softmax.exponentiate(s_rc);
+        }
+      } else if (warpgroup_any(!fits, kBarrierVote + consumer)) {
         issue_s(acc_s, st);
         warpgroup_wait<0>();  // and the P V GEMM before it
         warpgroup_fence_operand(acc_s);
