@@ -31,6 +31,11 @@ struct Case {
   bool varlen() const { return !seqlens_q.empty(); }
 };
 
+// A dtype as the test names and skip messages spell it.
+inline const char* dtype_name(int32_t dtype) {
+  return dtype == FLASHATTN_FLOAT16 ? "fp16" : dtype == FLASHATTN_BFLOAT16 ? "bf16" : "fp32";
+}
+
 inline std::vector<int32_t> cumulative(const std::vector<int>& lens) {
   std::vector<int32_t> cu(lens.size() + 1, 0);
   for (size_t i = 0; i < lens.size(); ++i) cu[i + 1] = cu[i] + lens[i];

@@ -36,6 +36,11 @@ inline bool some_bucket_takes(int head_dim) {
   return std::any_of(std::begin(built), std::end(built), [&](int b) { return b >= head_dim; });
 }
 
+// The kernel dtypes built (FLASHATTN_DTYPES): fp32 calls run only on the reference.
+inline bool dtype_built(int32_t dtype) {
+  return dtype == FLASHATTN_FLOAT16 ? FLASHATTN_BUILT_FP16 : dtype == FLASHATTN_BFLOAT16 ? FLASHATTN_BUILT_BF16 : false;
+}
+
 struct KernelCase {
   Case c;
   friend void PrintTo(const KernelCase& k, std::ostream* os) { *os << k.c.name; }
@@ -60,7 +65,7 @@ inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtype
         for (int& s : c.seqlens_q) s *= 37;
         for (int& s : c.seqlens_k) s *= 31;
         for (int& s : c.seqused_k) s *= 31;
-        c.name += std::string(dt == FLASHATTN_BFLOAT16 ? "_bf16" : "_fp16") + "_d" + std::to_string(d);
+        c.name += std::string("_") + dtype_name(dt) + "_d" + std::to_string(d);
         out.push_back({c});
       }
   for (const OddShape& s : odd_shapes) {
@@ -98,6 +103,7 @@ inline void expect_forward_matches(const DeviceRun& got, const ReferenceFwd& wan
 // One forward case on `backend` against the fp64 reference, on fresh random inputs.
 inline void check_forward_case(const Case& c, Backend backend) {
   if (!some_bucket_takes(c.head_dim)) GTEST_SKIP() << "no built head-dim bucket takes d = " << c.head_dim;
+  if (!dtype_built(c.dtype)) GTEST_SKIP() << "no " << dtype_name(c.dtype) << " kernels built (FLASHATTN_DTYPES)";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -115,6 +121,7 @@ inline void check_forward_case(const Case& c, Backend backend) {
 // same dtype, and every element written.
 inline void check_backward_case(const Case& c, Backend backend) {
   if (!some_bucket_takes(c.head_dim)) GTEST_SKIP() << "no built head-dim bucket takes d = " << c.head_dim;
+  if (!dtype_built(c.dtype)) GTEST_SKIP() << "no " << dtype_name(c.dtype) << " kernels built (FLASHATTN_DTYPES)";
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);

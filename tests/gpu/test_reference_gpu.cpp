@@ -13,8 +13,6 @@ struct GpuCase {
   int32_t dtype;
 };
 
-std::string dtype_tag(int32_t dt) { return dt == FLASHATTN_FLOAT32 ? "fp32" : dt == FLASHATTN_FLOAT16 ? "fp16" : "bf16"; }
-
 std::vector<GpuCase> gpu_cases() {
   std::vector<GpuCase> out;
   for (int32_t dt : {FLASHATTN_FLOAT32, FLASHATTN_BFLOAT16, FLASHATTN_FLOAT16})
@@ -91,7 +89,7 @@ TEST_P(ReferenceGpu, ForwardAndBackwardMatchFp64) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Features, ReferenceGpu, ::testing::ValuesIn(gpu_cases()),
-                         [](const auto& info) { return info.param.c.name + "_" + dtype_tag(info.param.dtype); });
+                         [](const auto& info) { return info.param.c.name + "_" + dtype_name(info.param.dtype); });
 
 }  // namespace
 }  // namespace flashattn::test
