@@ -166,8 +166,13 @@ def main():
         try:
             nbytes = _ops._C.bwd_workspace_size(*bwd_args, 0, _ops._backend)
             workspace = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=dev)
-            row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, workspace.data_ptr(), nbytes, 0, stream,
-                                                                    _ops._backend))
+            try:  # session 40's _C.bwd: a callable gives the workspace
+                _ops._C.bwd(*bwd_args, lambda n: workspace.data_ptr(), 0, stream, _ops._backend)
+                row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, lambda n: workspace.data_ptr(), 0,
+                                                                        stream, _ops._backend))
+            except TypeError:
+                row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, workspace.data_ptr(), nbytes, 0,
+                                                                        stream, _ops._backend))
         except TypeError as e:
             print(f"      n/a             _C.bwd on prebuilt arguments ({type(e).__name__})")
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))

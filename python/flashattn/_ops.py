@@ -89,11 +89,14 @@ def _bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     device = q.get_device()
     attn = _attn(q, k, v, cu_seqlens_q, cu_seqlens_k, seqused_k, max_seqlen_q, max_seqlen_k, alibi_slopes, philox,
                  dropout_p, softmax_scale, causal, window_left, window_right, softcap)
-    args = (attn, _desc(out, "out"), _desc(lse, "softmax_lse"), _desc(dout, "dout"), _desc(dq, "dq"),
-            _desc(dk, "dk"), _desc(dv, "dv"), deterministic)
-    nbytes = _C.bwd_workspace_size(*args, device, _backend)
-    workspace = q.new_empty(max(nbytes, 1), dtype=torch.uint8)
-    _C.bwd(*args, workspace.data_ptr(), nbytes, device, _stream(device), _backend)
+    held = []  # the workspace, freed (stream-ordered) when this call returns
+
+    def workspace(nbytes):
+        held.append(q.new_empty(max(nbytes, 1), dtype=torch.uint8))
+        return held[0].data_ptr()
+
+    _C.bwd(attn, _desc(out, "out"), _desc(lse, "softmax_lse"), _desc(dout, "dout"), _desc(dq, "dq"), _desc(dk, "dk"),
+           _desc(dv, "dv"), deterministic, workspace, device, _stream(device), _backend)
     return dq, dk, dv
 
 

@@ -167,17 +167,21 @@ size_t bwd_workspace_size(const Attn& attn, const Desc& out, const Desc& lse, co
   return bytes;
 }
 
+// One Python call for the backward: sizes the workspace (flashattn_bwd_workspace_size, which
+// validates), asks `workspace(bytes)` for the device address of at least that many bytes (the caller
+// allocates it on q's device, stream-ordered, and keeps it until the kernels are done), then launches.
+// The arguments convert once; sizing in a call of its own converted them twice (session 40).
 void bwd(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq, const Desc& dk,
-         const Desc& dv, bool deterministic, uintptr_t workspace, size_t workspace_size, int device, uintptr_t stream,
+         const Desc& dv, bool deterministic, const nb::callable& workspace, int device, uintptr_t stream,
          int backend) {
   flashattn_bwd_params p = bwd_params(attn, out, lse, dout, dq, dk, dv, deterministic, backend);
-  p.workspace = reinterpret_cast<void*>(workspace);
-  p.workspace_size = workspace_size;
+  DeviceGuard guard(device);  // the pointer checks compare with the current device
+  check(flashattn_bwd_workspace_size(&p, &p.workspace_size));
+  p.workspace = reinterpret_cast<void*>(nb::cast<uintptr_t>(workspace(p.workspace_size)));
   void* s = reinterpret_cast<void*>(stream);
   flashattn_status st;
   {
     nb::gil_scoped_release release;
-    DeviceGuard guard(device);
     st = is_varlen(p.attn) ? flashattn_varlen_bwd(&p, s) : flashattn_bwd(&p, s);
   }
   check(st);
@@ -213,6 +217,6 @@ NB_MODULE(_C, m) {
         nb::arg("dout"), nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("device"),
         nb::arg("backend"));
   m.def("bwd", &bwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("dout"), nb::arg("dq"),
-        nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("workspace"), nb::arg("workspace_size"),
-        nb::arg("device"), nb::arg("stream"), nb::arg("backend"));
+        nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("workspace"), nb::arg("device"),
+        nb::arg("stream"), nb::arg("backend"));
 }
