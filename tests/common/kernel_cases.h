@@ -50,6 +50,7 @@ struct OddShape {
   int seqlen_q, seqlen_k, head_dim;
   bool causal;
   int32_t dtype = FLASHATTN_BFLOAT16;
+  double key_growth = 0.0;  // Case::key_growth: named "_keys_grow" when set
 };
 
 inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtypes, std::initializer_list<int> head_dims,
@@ -71,7 +72,8 @@ inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtype
   for (const OddShape& s : odd_shapes) {
     Case c;
     c.name = "len" + std::to_string(s.seqlen_q) + "x" + std::to_string(s.seqlen_k) + "_d" + std::to_string(s.head_dim) +
-             (s.causal ? "_causal" : "") + (s.dtype == FLASHATTN_FLOAT16 ? "_fp16" : "");
+             (s.causal ? "_causal" : "") + (s.dtype == FLASHATTN_FLOAT16 ? "_fp16" : "") +
+             (s.key_growth != 0.0 ? "_keys_grow" : "");
     c.dtype = s.dtype;
     c.batch = 2;
     c.nheads = 2;
@@ -79,6 +81,7 @@ inline std::vector<KernelCase> kernel_cases(std::initializer_list<int32_t> dtype
     c.seqlen_k = s.seqlen_k;
     c.head_dim = s.head_dim;
     c.causal = s.causal;
+    c.key_growth = s.key_growth;
     out.push_back({c});
   }
   return out;

@@ -35,7 +35,13 @@ std::vector<KernelCase> sm90_cases() {
                        // Under a causal mask a warpgroup passes on the key blocks its 64 rows do
                        // not see: the one-block-at-a-time tiles (d64 and d256 short rows), and
                        // d64's three-consumer tile (2000 keys: its turns taken without GEMMs).
-                       {600, 600, 64, true}, {520, 500, 256, true}, {2000, 2000, 64, true}});
+                       {600, 600, 64, true}, {520, 500, 256, true}, {2000, 2000, 64, true},
+                       // The fast softmax's rescues over long rows (keys e^6 apart, walked from the
+                       // last block: a numpy walk of these inputs moves references ~950 times and
+                       // recomputes a block's scores ~750 times over the 300 rows), in d64's
+                       // three-consumer tile and d128's tile.
+                       {300, 1000, 64, false, FLASHATTN_BFLOAT16, 6.0},
+                       {300, 1000, 128, false, FLASHATTN_BFLOAT16, 6.0}});
 }
 
 using Sm90Fwd = GpuTestWithParam<KernelCase>;
