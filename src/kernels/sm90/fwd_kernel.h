@@ -131,8 +131,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   // 4 B since session 21); cmake/ptxas-check-launcher.sh exempts that kernel.
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
   // Where the fast softmax's fallback goes warp by warp, with no warpgroup vote (scores_to_probs_fast):
-  // the plain variant of the two-consumer tiles. Elsewhere its scalar recompute spilled (session 39:
-  // 20 and 232 B in d128's dropout and transform variants, 148 B in d64's three-consumer tile).
+  // the plain variant of the two-consumer tiles: d128 +4.0-4.6% from 2k, causal +2.5-4.3% (session
+  // 40). Elsewhere its scalar recompute spills: 20 and 232 B in d128's dropout and transform variants
+  // (session 39); 180 B in d64's three-consumer tile, four loads a key block in its loop, which
+  // measured 0.985-1.009x there (session 40).
   constexpr bool kWarpRescue = kFastSoftmax && Traits::kConsumers == 2 && !kDropout && !kTransform;
   // The end of a tile's work that does not need O (row sums to factors and lse, the next tile's
   // coordinates) under its last P V GEMM (below), where O leaves from registers (varlen, d <= 128):
