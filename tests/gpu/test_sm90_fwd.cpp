@@ -37,9 +37,9 @@ std::vector<KernelCase> sm90_cases() {
                        // d64's three-consumer tile (2000 keys: its turns taken without GEMMs).
                        {600, 600, 64, true}, {520, 500, 256, true}, {2000, 2000, 64, true},
                        // The fast softmax's rescues over long rows (keys e^6 apart, walked from the
-                       // last block: a numpy walk of these inputs moves references ~950 times and
-                       // recomputes a block's scores ~750 times over the 300 rows), in d64's
-                       // three-consumer tile and d128's tile.
+                       // last block: a numpy walk of such inputs, at both head dims, moves a
+                       // reference ~960 times and recomputes a block's scores ~740 times over one
+                       // head's 300 rows), in d64's three-consumer tile and d128's tile.
                        {300, 1000, 64, false, FLASHATTN_BFLOAT16, 6.0},
                        {300, 1000, 128, false, FLASHATTN_BFLOAT16, 6.0}});
 }

@@ -87,7 +87,7 @@ def test_matches_math_attention(case, dtype):
     dtypes = os.environ.get("FLASHATTN_DTYPES", "fp16;bf16").split(";")
     if {BF16: "bf16", FP16: "fp16"}[dtype] not in dtypes:
         pytest.skip(f"no {dtype} kernels built (FLASHATTN_DTYPES={';'.join(dtypes)})")
-    buckets = [int(b) for b in os.environ.get("FLASHATTN_HEADDIMS", "256").split(";")]
+    buckets = [int(x) for x in os.environ.get("FLASHATTN_HEADDIMS", "256").split(";")]
     if max(buckets) < d:
         pytest.skip(f"no built head-dim bucket takes d = {d} (FLASHATTN_HEADDIMS={';'.join(map(str, buckets))})")
     torch.manual_seed(0)
