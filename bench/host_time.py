@@ -163,18 +163,24 @@ def main():
         dq, dk, dv = (torch.empty_like(x) for x in (q, k, v))
         bwd_args = (attn, out_desc, lse_desc, _ops._desc(g, "dout"), _ops._desc(dq, "dq"), _ops._desc(dk, "dk"),
                     _ops._desc(dv, "dv"), False)
-        try:
-            nbytes = _ops._C.bwd_workspace_size(*bwd_args, 0, _ops._backend)
-            workspace = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=dev)
-            try:  # session 40's _C.bwd: a callable gives the workspace
-                _ops._C.bwd(*bwd_args, lambda n: workspace.data_ptr(), 0, stream, _ops._backend)
-                row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, lambda n: workspace.data_ptr(), 0,
-                                                                        stream, _ops._backend))
-            except TypeError:
-                row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, workspace.data_ptr(), nbytes, 0,
-                                                                        stream, _ops._backend))
-        except TypeError as e:
-            print(f"      n/a             _C.bwd on prebuilt arguments ({type(e).__name__})")
+        held = []
+
+        def workspace(nbytes):  # allocated by the first call, then the same buffer
+            if not held:
+                held.append(torch.empty(max(nbytes, 1), dtype=torch.uint8, device=dev))
+            return held[0].data_ptr()
+
+        try:  # _C.bwd since session 40: a callable gives the workspace
+            _ops._C.bwd(*bwd_args, workspace, 0, stream, _ops._backend)
+            row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, workspace, 0, stream, _ops._backend))
+        except TypeError:  # an older build (an A/B in one run) sizes the workspace in a call of its own
+            try:
+                nbytes = _ops._C.bwd_workspace_size(*bwd_args, 0, _ops._backend)
+                buf = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=dev)
+                row("_C.bwd on prebuilt arguments", lambda: _ops._C.bwd(*bwd_args, buf.data_ptr(), nbytes, 0, stream,
+                                                                        _ops._backend))
+            except TypeError as e:
+                print(f"      n/a             _C.bwd on prebuilt arguments ({type(e).__name__})")
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
     for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("torch-fa2", SDPBackend.FLASH_ATTENTION)):
         try:

@@ -154,23 +154,10 @@ flashattn_bwd_params bwd_params(const Attn& attn, const Desc& out, const Desc& l
   return p;
 }
 
-size_t bwd_workspace_size(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq,
-                          const Desc& dk, const Desc& dv, bool deterministic, int device, int backend) {
-  const flashattn_bwd_params p = bwd_params(attn, out, lse, dout, dq, dk, dv, deterministic, backend);
-  size_t bytes = 0;
-  flashattn_status st;
-  {
-    DeviceGuard guard(device);  // the pointer checks compare with the current device
-    st = flashattn_bwd_workspace_size(&p, &bytes);
-  }
-  check(st);
-  return bytes;
-}
-
 // One Python call for the backward: sizes the workspace (flashattn_bwd_workspace_size, which
 // validates), asks `workspace(bytes)` for the device address of at least that many bytes (the caller
 // allocates it on q's device, stream-ordered, and keeps it until the kernels are done), then launches.
-// The arguments convert once; sizing in a call of its own converted them twice (session 40).
+// The arguments convert once (session 40: a sizing call of its own converted them twice).
 void bwd(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq, const Desc& dk,
          const Desc& dv, bool deterministic, const nb::callable& workspace, int device, uintptr_t stream,
          int backend) {
@@ -213,9 +200,6 @@ NB_MODULE(_C, m) {
 #endif
   m.def("fwd", &fwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("rng_state"),
         nb::arg("device"), nb::arg("stream"), nb::arg("backend"));
-  m.def("bwd_workspace_size", &bwd_workspace_size, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"),
-        nb::arg("dout"), nb::arg("dq"), nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("device"),
-        nb::arg("backend"));
   m.def("bwd", &bwd, nb::arg("attn"), nb::arg("out"), nb::arg("softmax_lse"), nb::arg("dout"), nb::arg("dq"),
         nb::arg("dk"), nb::arg("dv"), nb::arg("deterministic"), nb::arg("workspace"), nb::arg("device"),
         nb::arg("stream"), nb::arg("backend"));
