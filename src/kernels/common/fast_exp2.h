@@ -1,7 +1,8 @@
-// 2^x as one MUFU.EX2. The exp2f of CUDA's math library (without --use_fast_math) guards against
-// subnormal results with a compare and two predicated multiplies around it; a softmax probability
-// below 2^-126 of the row maximum is zero for every purpose here, so flushing it costs nothing and
-// saves three instructions per score in the kernels' inner loops. exp2(-inf) is +0.
+// The kernels' fast math. 2^x as one MUFU.EX2: the exp2f of CUDA's math library (without
+// --use_fast_math) guards against subnormal results with a compare and two predicated multiplies
+// around it; a softmax probability below 2^-126 of the row maximum is zero for every purpose here,
+// so flushing it costs nothing and saves three instructions per score in the kernels' inner loops.
+// exp2(-inf) is +0.
 #pragma once
 
 namespace flashattn {
@@ -11,5 +12,27 @@ __device__ __forceinline__ float fast_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+
+// The kernels' softcap, softcap tanh(scale dot / softcap), with tanh as one MUFU.TANH
+// (tanh.approx.f32, sm75+: max relative error 1.1e-5, i.e. 3.3e-4 absolute in a score at softcap 30,
+// under a bf16 P's rounding of 4e-3). CUDA's tanhf (without --use_fast_math) branches to a
+// polynomial for small arguments, and the kernels divided by softcap a score: the Hopper forward's
+// softcap variant ran at a fifth of the plain one. 1 - 2 / (1 + e^2x) by MUFU.EX2 and MUFU.RCP
+// measured 1.6x slower than this on H200 (bench/NOTES.md, session 41). The references keep
+// tanh / tanhf (score.h).
+struct FastSoftcap {
+  float cap;    // softcap (> 0)
+  float x_mul;  // scale / softcap
+  __device__ FastSoftcap(float scale, float softcap) : cap(softcap), x_mul(softcap > 0.f ? scale / softcap : 0.f) {}
+  // tanh(scale dot / softcap) of a raw dot product q.k
+  __device__ float tanh(float dot) const {
+    float t;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(dot * x_mul));
+    return t;
+  }
+  __device__ float capped(float t) const { return cap * t; }
+  // d capped / d (scale dot) = 1 - tanh^2
+  __device__ static float grad(float t) { return 1.f - t * t; }
+};
 
 }  // namespace flashattn

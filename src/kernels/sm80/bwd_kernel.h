@@ -186,6 +186,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
 
   // Scores arrive as raw q.k (scale folded into exp2) or, with a transform, in natural units.
   const float scale_log2 = float(M_LOG2E) * (kTransform ? 1.f : p.scale);
+  const FastSoftcap cap(p.scale, p.softcap);
   const float keep_scale = kDropout ? 1.f / (1.f - p.dropout_p) : 1.f;
   const int diag = si.seqlen_k - si.seqlen_q;
   // This thread's rows of an S tile: (row-half, MMA_M) -> index r of rowcol().
@@ -246,11 +247,12 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
             const int r = 2 * mi + v / 2;
             float s = acc_s(v, mi, ni), grad = 1.f;
             if constexpr (kTransform) {
-              s *= p.scale;
               if (p.softcap > 0.f) {
-                const float t = tanhf(s / p.softcap);
-                s = p.softcap * t;
-                grad = 1.f - t * t;
+                const float t = cap.tanh(s);
+                s = cap.capped(t);
+                grad = FastSoftcap::grad(t);
+              } else {
+                s *= p.scale;
               }
               if (slope != 0.f) s -= slope * float(abs(row + diag - col));
             }

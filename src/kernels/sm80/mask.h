@@ -5,6 +5,7 @@
 
 #include <cute/tensor.hpp>
 
+#include "kernels/common/fast_exp2.h"
 #include "kernels/common/score.h"
 
 namespace flashattn::sm80 {
@@ -40,10 +41,27 @@ struct TileMask {
     constexpr int kFar = 1 << 30;
     const int left = window_left < 0 ? -kFar : diag - cute::min(window_left, kFar);
     const int right = window_right < 0 ? kFar : diag + cute::min(window_right, kFar);
+#ifdef __CUDA_ARCH__
+    const FastSoftcap cap(scale, softcap);
+#endif
     CUTE_UNROLL
     for (int i = 0; i < size(acc); ++i) {
       const int row = m0 + get<0>(coord(i)), col = n0 + get<1>(coord(i));
-      if constexpr (kTransform) acc(i) = score<float>(acc(i), scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+      if constexpr (kTransform) {
+#ifdef __CUDA_ARCH__
+        // score() with the kernels' softcap (fast_exp2.h)
+        float s;
+        if (softcap > 0.f) {
+          s = cap.capped(cap.tanh(acc(i)));
+        } else {
+          s = scale * acc(i);
+        }
+        if (slope != 0.f) s -= slope * float(abs(row + seqlen_k - seqlen_q - col));
+        acc(i) = s;
+#else
+        acc(i) = score<float>(acc(i), scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+#endif
+      }
       if (need_mask) {
         const bool visible = (col >= row + left) & (col < cute::min(row + right + 1, seqlen_k));
         acc(i) = visible ? acc(i) : -INFINITY;

@@ -243,11 +243,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // the causal/window diagonal (bwd_pointwise.h); with a transform, dS in the same pass.
     const BlockVisibility vis = block_visibility<kKeys, kBlockM>(p, si, m0, k0);
     const float slope = kTransform ? alibi_slope(p, b, at.h) : 0.f;
-    const float softcap_inv = kTransform && p.softcap > 0.f ? 1.f / p.softcap : 0.f;
+    const FastSoftcap cap(p.scale, p.softcap);
     auto on_prob = [&](int r, int c, float prob, float grad) {
       if constexpr (!kEarlyP) dp_rc(r, c) = ds_value(r, c, prob, grad);
     };
-    block_probabilities<kTransform>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+    block_probabilities<kTransform>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
                                     on_prob);
 
     // dV += (P Z)^T dO, issued as soon as P is (group 3).

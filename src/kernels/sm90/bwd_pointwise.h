@@ -104,13 +104,13 @@ __device__ __forceinline__ BlockVisibility block_visibility(const Problem& p, co
 
 // s_rc: raw q.k (without a transform the softmax scale is folded into scale_log2; with softcap or
 // ALiBi the scores are taken to natural units first) -> P, masked per element when kMasked. slope:
-// the ALiBi slope of the head (0: none); softcap_inv: 1 / softcap (computed once by the caller).
+// the ALiBi slope of the head (0: none); cap: the softcap (fast_exp2.h), built once by the caller.
 // Calls on_prob(r, c, prob, g) with each probability and its softcap derivative before storing it
 // (the caller computes dS there when dP is already done).
 template <bool kTransform, bool kMasked, typename TensorS, typename CoordRC, typename OnProb>
 __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p, const SeqInfo& si,
                                               int m0, int k0, const BlockVisibility& vis, float slope,
-                                              float softcap_inv, float scale_log2, const float* lse_log2,
+                                              const FastSoftcap& cap, float scale_log2, const float* lse_log2,
                                               OnProb&& on_prob) {
   const int diag = si.seqlen_k - si.seqlen_q;
   CUTE_UNROLL
@@ -121,11 +121,12 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
       float score = s_rc(r, c);
       [[maybe_unused]] float grad = 1.f;
       if constexpr (kTransform) {
-        score *= p.scale;
         if (p.softcap > 0.f) {
-          const float t = tanhf(score * softcap_inv);
-          score = p.softcap * t;
-          grad = 1.f - t * t;
+          const float t = cap.tanh(score);
+          score = cap.capped(t);
+          grad = FastSoftcap::grad(t);
+        } else {
+          score *= p.scale;
         }
         if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
       }
@@ -145,13 +146,13 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
 template <bool kTransform, typename TensorS, typename CoordRC, typename OnProb>
 __device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p,
                                                     const SeqInfo& si, int m0, int k0, const BlockVisibility& vis,
-                                                    float slope, float softcap_inv, float scale_log2,
+                                                    float slope, const FastSoftcap& cap, float scale_log2,
                                                     const float* lse_log2, OnProb&& on_prob) {
   if (vis.whole)
-    probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+    probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
                                      on_prob);
   else
-    probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, softcap_inv, scale_log2, lse_log2,
+    probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
                                     on_prob);
 }
 
