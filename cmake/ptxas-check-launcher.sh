@@ -6,8 +6,9 @@
 # register spills or local memory too, except in the backward's dropout and softcap/ALiBi variants
 # (template flags Lb1E), where a few hundred bytes of spills remain at d = 128 (warnings in the log),
 # and in the forward's three-consumer tile without dropout or transform (Li3ELi1EEELb0ELb0E: 8 B with
-# the fast softmax, which still measured 5-8% faster at d64, bench/NOTES.md, session 19; 4 B in its
-# TMA-store variant and none in the one that stores O from registers since session 21), and in d256's
+# the fast softmax, which still measured 5-8% faster at d64, bench/NOTES.md, session 19; since session
+# 41's warp-by-warp fallback 20 B in its TMA-store variant and 36 B in the one that stores O from
+# registers, one spill load a key block left in the loop, and +0.3-2.7% measured), and in d256's
 # 80-key tile with O from registers (Li256ELi80E...Lb0ELb0ELb0E: 4 B, one value stored at the kernel's
 # start and loaded once a tile, before the tile's first S GEMM: SASS, bench/NOTES.md, session 32).
 out=$("$@" 2>&1)

@@ -131,11 +131,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   // 4 B since session 21); cmake/ptxas-check-launcher.sh exempts that kernel.
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
   // Where the fast softmax's fallback goes warp by warp, with no warpgroup vote (scores_to_probs_fast):
-  // the plain variant of the two-consumer tiles: d128 +4.0-4.6% from 2k, causal +2.5-4.3% (session
-  // 40). Elsewhere its scalar recompute spills: 20 and 232 B in d128's dropout and transform variants
-  // (session 39); 180 B in d64's three-consumer tile, four loads a key block in its loop, which
-  // measured 0.985-1.009x there (session 40).
-  constexpr bool kWarpRescue = kFastSoftmax && Traits::kConsumers == 2 && !kDropout && !kTransform;
+  // the plain variant: d128 +4.0-4.6% from 2k, causal +2.5-4.3% (session 40); d64's three-consumer
+  // tile +0.3-2.7%, causal +0.8-1.5% with recompute_s's rotating loop (session 41). With dropout or
+  // a transform its scalar recompute spills: 20 and 232 B in d128's variants (session 39).
+  constexpr bool kWarpRescue = kFastSoftmax && !kDropout && !kTransform;
   // The end of a tile's work that does not need O (row sums to factors and lse, the next tile's
   // coordinates) under its last P V GEMM (below), where O leaves from registers (varlen, d <= 128):
   // d128 varlen +2-5%, the next tile's cu_seqlens loads off the path between two tiles' GEMMs. With
@@ -392,14 +391,33 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     // S of K stage `st` computed again from shared memory with scalar FMAs (no wgmma, so each warp
     // may take it alone), for the rescue in scores_to_probs_fast. Q and the K stage are still held.
     auto recompute_s = [&](AccS& acc_s, int st) {
-      // Element by element, a loop over d each: few registers live beside O and the P in flight.
-      CUTE_UNROLL
-      for (int i = 0; i < size(acc_s); ++i) {
-        const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
-        float sum = 0.f;
+      if constexpr (Traits::kConsumers == 2) {
+        // Element by element, a loop over d each: few registers live beside O and the P in flight.
+        CUTE_UNROLL
+        for (int i = 0; i < size(acc_s); ++i) {
+          const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
+          float sum = 0.f;
 #pragma unroll 1
-        for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
-        acc_s(i) = sum;
+          for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
+          acc_s(i) = sum;
+        }
+      } else {
+        // The three-consumer tile (160 registers a thread) spilled that: 180 B, four loads a key
+        // block inside the loop, 0.985-1.009x (session 40). Here a loop that is not unrolled, so no
+        // element's shared-memory addresses are computed ahead and held: element i's score enters
+        // at the end of acc_s, which shifts down by one each turn, so after size(acc_s) turns each
+        // element is in place (20 / 36 B of spills, one load a key block left). At d128 this form
+        // measured 0.98-0.99x, so the two-consumer tiles keep the unrolled one.
+#pragma unroll 1
+        for (int i = 0; i < size(acc_s); ++i) {
+          const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
+          float sum = 0.f;
+#pragma unroll 1
+          for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
+          CUTE_UNROLL
+          for (int j = 0; j + 1 < size(acc_s); ++j) acc_s(j) = acc_s(j + 1);
+          acc_s(size(acc_s) - 1) = sum;
+        }
       }
     };
     // scores_to_probs without the row maxima where it can: once every row of a warp has a reference
