@@ -132,6 +132,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (passes != "fwd" && passes != "bwd" && passes != "both") {
+    // An unknown pass timed nothing and said nothing (session 41's "--pass fwd,bwd").
+    std::fprintf(stderr, "flashattn_bench: --pass must be fwd, bwd or both, not %s\n", passes.c_str());
+    return 2;
+  }
   int ndev = 0;
   if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
     std::fprintf(stderr, "flashattn_bench: no CUDA device here; the benchmark needs a GPU (H100 for the "

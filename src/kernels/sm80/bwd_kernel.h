@@ -230,8 +230,10 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     const bool need_mask =
         n0 + kBlockN > si.seqlen_k || (p.window_right >= 0 && n0 + kBlockN - 1 > m0 + diag + p.window_right) ||
         (p.window_left >= 0 && n0 < min(m0 + kBlockM, si.seqlen_q) - 1 + diag - p.window_left);
-    // Two copies of the pass, so the common unmasked tile carries no per-element branch on need_mask.
-    auto pointwise = [&](auto masked) {
+    // Copies of the pass, so the common unmasked tile carries no per-element branch on need_mask,
+    // and the softcap alone none on the transform (its branches, predicated, issued every path's
+    // instructions a score: the forward's TileMask, bench/NOTES.md, session 41).
+    auto pointwise = [&](auto masked, auto softcap_only) {
       CUTE_UNROLL
       for (int mi = 0; mi < size<1>(acc_s); ++mi) {
         CUTE_UNROLL
@@ -247,14 +249,14 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
             const int r = 2 * mi + v / 2;
             float s = acc_s(v, mi, ni), grad = 1.f;
             if constexpr (kTransform) {
-              if (p.softcap > 0.f) {
+              if (decltype(softcap_only)::value || p.softcap > 0.f) {
                 const float t = cap.tanh(s);
                 s = cap.capped(t);
                 grad = FastSoftcap::grad(t);
               } else {
                 s *= p.scale;
               }
-              if (slope != 0.f) s -= slope * float(abs(row + diag - col));
+              if (!decltype(softcap_only)::value && slope != 0.f) s -= slope * float(abs(row + diag - col));
             }
             float prob = fast_exp2(s * scale_log2 - lse_log2[r]);
             if constexpr (decltype(masked)::value) {
@@ -274,10 +276,20 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
         }
       }
     };
-    if (need_mask)
-      pointwise(std::true_type{});
-    else
-      pointwise(std::false_type{});
+    auto masked_or_not = [&](auto softcap_only) {
+      if (need_mask)
+        pointwise(std::true_type{}, softcap_only);
+      else
+        pointwise(std::false_type{}, softcap_only);
+    };
+    if constexpr (kTransform) {
+      if (p.softcap > 0.f && slope == 0.f)
+        masked_or_not(std::true_type{});
+      else
+        masked_or_not(std::false_type{});
+    } else {
+      masked_or_not(std::false_type{});
+    }
     {
       Tensor rP = cute::make_tensor<Element>(acc_s.layout());
       Tensor rdS = cute::make_tensor<Element>(acc_dp.layout());

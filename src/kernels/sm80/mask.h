@@ -25,13 +25,17 @@ struct TileMask {
            (window_left >= 0 && n0 < m_last + diag - window_left);
   }
 
-  // kTransform (softcap or ALiBi) turns the tile into natural-unit scores. Without it the mask is
-  // one branch around its own loop, so a tile that needs none runs straight-line code (a test per
-  // element, each a branch, cost the Hopper forward a fifth of its issue slots). With it the mask
-  // stays inside the transform's loop (two loops kept more values alive and spilled). Inside, an
-  // element is visible when row + left <= col < min(row + right + 1, seqlen_k): the bounds are per
-  // row, and the test is written with & (not &&) so each element is two compares and a select;
-  // with && each element took two branches (about 10 instructions, SASS of the d64 forward).
+  // kTransform (softcap or ALiBi) turns the tile into natural-unit scores. The softcap alone on a
+  // tile without a mask (the common case) has a loop of its own, chosen once a tile: in one loop
+  // with per-element branches the compiler predicated every path, so each score issued all of them
+  // (~25 instructions a score in the Hopper forward's softcap variant; bench/NOTES.md, session 41).
+  // Everything else shares one loop (a copy for each combination put the Hopper forward's d128
+  // softcap accumulators in local memory, 368 B). Without a transform the mask is one branch around
+  // its loop, so a tile that needs none runs straight-line code (a test per element, each a branch,
+  // cost the Hopper forward a fifth of its issue slots). An element is visible when
+  // row + left <= col < min(row + right + 1, seqlen_k): the bounds are per row, and the test is
+  // written with & (not &&) so each element is two compares and a select; with && each element
+  // took two branches (about 10 instructions, SASS of the d64 forward).
   template <bool kTransform, typename Acc, typename Coord>
   FA_HOST_DEVICE void apply(Acc& acc, Coord const& coord, int m0, int n0, bool need_mask) const {
     if (!kTransform && !need_mask) return;
@@ -41,31 +45,44 @@ struct TileMask {
     constexpr int kFar = 1 << 30;
     const int left = window_left < 0 ? -kFar : diag - cute::min(window_left, kFar);
     const int right = window_right < 0 ? kFar : diag + cute::min(window_right, kFar);
+    if constexpr (!kTransform) {
+      each(acc, coord, m0, n0, left, right, [](float dot, int, int) { return dot; }, cute::true_type{});
+    } else {
 #ifdef __CUDA_ARCH__
-    const FastSoftcap cap(scale, softcap);
+      const FastSoftcap cap(scale, softcap);  // fast_exp2.h; the references keep score()
+      if (softcap > 0.f && slope == 0.f && !need_mask) {
+        each(acc, coord, m0, n0, left, right, [&](float dot, int, int) { return cap.capped(cap.tanh(dot)); },
+             cute::false_type{});
+      } else {
+        each(acc, coord, m0, n0, left, right,
+             [&](float dot, int row, int col) {
+               const float s = softcap > 0.f ? cap.capped(cap.tanh(dot)) : scale * dot;
+               return slope != 0.f ? s - slope * float(abs(row + diag - col)) : s;
+             },
+             need_mask);
+      }
+#else
+      each(acc, coord, m0, n0, left, right,
+           [&](float dot, int row, int col) { return score<float>(dot, scale, softcap, slope, row, col, seqlen_q, seqlen_k); },
+           need_mask);
 #endif
+    }
+  }
+
+  // One pass over the tile: score_of(dot, row, col), then the mask where `masked` (a bool, or a
+  // constant type).
+  template <typename Acc, typename Coord, typename ScoreOf, typename Masked>
+  CUTE_HOST_DEVICE void each(Acc& acc, Coord const& coord, int m0, int n0, int left, int right, ScoreOf const& score_of,
+                             Masked masked) const {
     CUTE_UNROLL
     for (int i = 0; i < size(acc); ++i) {
       const int row = m0 + get<0>(coord(i)), col = n0 + get<1>(coord(i));
-      if constexpr (kTransform) {
-#ifdef __CUDA_ARCH__
-        // score() with the kernels' softcap (fast_exp2.h)
-        float s;
-        if (softcap > 0.f) {
-          s = cap.capped(cap.tanh(acc(i)));
-        } else {
-          s = scale * acc(i);
-        }
-        if (slope != 0.f) s -= slope * float(abs(row + seqlen_k - seqlen_q - col));
-        acc(i) = s;
-#else
-        acc(i) = score<float>(acc(i), scale, softcap, slope, row, col, seqlen_q, seqlen_k);
-#endif
-      }
-      if (need_mask) {
+      float s = score_of(acc(i), row, col);
+      if (masked) {
         const bool visible = (col >= row + left) & (col < cute::min(row + right + 1, seqlen_k));
-        acc(i) = visible ? acc(i) : -INFINITY;
+        s = visible ? s : -INFINITY;
       }
+      acc(i) = s;
     }
   }
 };

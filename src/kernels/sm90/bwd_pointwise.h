@@ -102,12 +102,18 @@ __device__ __forceinline__ BlockVisibility block_visibility(const Problem& p, co
   return v;
 }
 
+// What probabilities() does to a raw score before the exponential: nothing (the softmax scale is
+// folded into scale_log2), the softcap alone, or either transform as the call's values say. The
+// softcap alone has its own loop: with the branches per element the compiler predicated both paths
+// and ALiBi's, and every score issued all of them (the forward's TileMask, bench/NOTES.md, session 41).
+enum class ScoreTransform { kNone, kSoftcap, kAny };
+
 // s_rc: raw q.k (without a transform the softmax scale is folded into scale_log2; with softcap or
 // ALiBi the scores are taken to natural units first) -> P, masked per element when kMasked. slope:
 // the ALiBi slope of the head (0: none); cap: the softcap (fast_exp2.h), built once by the caller.
 // Calls on_prob(r, c, prob, g) with each probability and its softcap derivative before storing it
 // (the caller computes dS there when dP is already done).
-template <bool kTransform, bool kMasked, typename TensorS, typename CoordRC, typename OnProb>
+template <ScoreTransform kScore, bool kMasked, typename TensorS, typename CoordRC, typename OnProb>
 __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p, const SeqInfo& si,
                                               int m0, int k0, const BlockVisibility& vis, float slope,
                                               const FastSoftcap& cap, float scale_log2, const float* lse_log2,
@@ -120,7 +126,11 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
       const int qi = cute::get<1>(cS_rc(r, c)), kr = cute::get<0>(cS_rc(r, c));
       float score = s_rc(r, c);
       [[maybe_unused]] float grad = 1.f;
-      if constexpr (kTransform) {
+      if constexpr (kScore == ScoreTransform::kSoftcap) {
+        const float t = cap.tanh(score);
+        score = cap.capped(t);
+        grad = FastSoftcap::grad(t);
+      } else if constexpr (kScore == ScoreTransform::kAny) {
         if (p.softcap > 0.f) {
           const float t = cap.tanh(score);
           score = cap.capped(t);
@@ -142,18 +152,26 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
 }
 
 // probabilities() with the per-element mask only where the block needs one (vis.whole: none), so
-// the common, whole block runs branch-free.
+// the common, whole block runs branch-free; with kTransform, the softcap alone in loops of its own.
 template <bool kTransform, typename TensorS, typename CoordRC, typename OnProb>
 __device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p,
                                                     const SeqInfo& si, int m0, int k0, const BlockVisibility& vis,
                                                     float slope, const FastSoftcap& cap, float scale_log2,
                                                     const float* lse_log2, OnProb&& on_prob) {
-  if (vis.whole)
-    probabilities<kTransform, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
-                                     on_prob);
-  else
-    probabilities<kTransform, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
-                                    on_prob);
+  auto with = [&](auto score) {
+    constexpr ScoreTransform kScore = decltype(score)::value;
+    if (vis.whole)
+      probabilities<kScore, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2, on_prob);
+    else
+      probabilities<kScore, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2, on_prob);
+  };
+  if constexpr (!kTransform) {
+    with(std::integral_constant<ScoreTransform, ScoreTransform::kNone>{});
+  } else if (p.softcap > 0.f && slope == 0.f) {
+    with(std::integral_constant<ScoreTransform, ScoreTransform::kSoftcap>{});
+  } else {
+    with(std::integral_constant<ScoreTransform, ScoreTransform::kAny>{});
+  }
 }
 
 }  // namespace flashattn::sm90

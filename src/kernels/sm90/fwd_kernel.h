@@ -378,7 +378,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       warpgroup_commit_batch();
     };
     // Softcap/ALiBi and the mask on one S tile.
-    auto mask_scores = [&](AccS& acc_s, int n) {
+    auto mask_scores = [&](AccS& acc_s, int n) CUTLASS_LAMBDA_FUNC_INLINE {
       const int n0 = n * kBlockN;
       mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
     };
