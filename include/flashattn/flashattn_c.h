@@ -119,8 +119,8 @@ flashattn_status flashattn_varlen_fwd(const flashattn_fwd_params* params, void* 
 flashattn_status flashattn_bwd(const flashattn_bwd_params* params, void* stream);
 flashattn_status flashattn_varlen_bwd(const flashattn_bwd_params* params, void* stream);
 
-/* Bytes of workspace a call needs (validated like the call itself; varlen chosen by
- * whether cu_seqlens_q is present). */
+/* Bytes of workspace a call needs (validated like the call itself, except that pointers are not
+ * asked where they live: the call does; varlen chosen by whether cu_seqlens_q is present). */
 flashattn_status flashattn_fwd_workspace_size(const flashattn_fwd_params* params, size_t* bytes);
 flashattn_status flashattn_bwd_workspace_size(const flashattn_bwd_params* params, size_t* bytes);
 

@@ -70,13 +70,13 @@ Status varlen_bwd(const BwdParams& params, cudaStream_t stream) { return bwd_imp
 
 Status fwd_workspace_size(const FwdParams& params, size_t* bytes) {
   FwdCall call;
-  Status s = validate_fwd(params, params.attn.cu_seqlens_q.rank != 0, Target::kDevice, &call);
+  Status s = validate_fwd(params, params.attn.cu_seqlens_q.rank != 0, Target::kShapes, &call);
   if (s.ok()) *bytes = fwd_workspace_bytes(call);
   return s;
 }
 Status bwd_workspace_size(const BwdParams& params, size_t* bytes) {
   BwdCall call;
-  Status s = validate_bwd(params, params.attn.cu_seqlens_q.rank != 0, Target::kDevice, &call);
+  Status s = validate_bwd(params, params.attn.cu_seqlens_q.rank != 0, Target::kShapes, &call);
   if (s.ok()) *bytes = bwd_workspace_bytes(call);
   return s;
 }

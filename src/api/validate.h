@@ -12,6 +12,8 @@ namespace flashattn {
 enum class Target {
   kDevice,  // pointers must be device memory of the current device; fp16/bf16/fp32 inputs
   kHost,    // the CPU reference: host pointers, fp64 inputs allowed, no alignment rules
+  kShapes,  // the workspace-size queries: kDevice's rules without its pointer queries (a
+            // cudaPointerGetAttributes a tensor, ~3 us a backward; the call itself makes them)
 };
 
 struct FwdCall {

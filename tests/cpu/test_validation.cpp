@@ -227,6 +227,18 @@ TEST(ValidationCApi, ErrorsReachTheCaller) {
   EXPECT_STREQ(flashattn_status_name(FLASHATTN_NOT_SUPPORTED), "not supported");
 }
 
+// The workspace-size queries check shapes and values, not where pointers live (the call does): the
+// host pointers of a valid case pass the query, which needs no device, and still fail the call.
+TEST(ValidationCApi, WorkspaceSizeAsksNoPointer) {
+  Valid v(bf16_case(false));
+  size_t bytes = 1;
+  EXPECT_EQ(flashattn_bwd_workspace_size(&v.bwd, &bytes), FLASHATTN_OK) << flashattn_last_error();
+  EXPECT_EQ(flashattn_fwd_workspace_size(&v.fwd, &bytes), FLASHATTN_OK) << flashattn_last_error();
+  EXPECT_EQ(bytes, 0u);
+  EXPECT_NE(flashattn_bwd(&v.bwd, nullptr), FLASHATTN_OK);
+  EXPECT_NE(flashattn_fwd(&v.fwd, nullptr), FLASHATTN_OK);
+}
+
 TEST(ValidationHost, Fp64IsOnlyForTheReference) {
   Case c;
   c.dtype = FLASHATTN_FLOAT64;
