@@ -15,7 +15,8 @@ __device__ __forceinline__ float apply(float x) {
   if constexpr (op == kEx2) asm volatile("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   if constexpr (op == kTanh) asm volatile("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
   // rcp(rcp(x)) folds to x in ptxas: the chain adds 0.5 between reciprocals (one FADD, off the MUFU)
-  if constexpr (op == kRcp) asm volatile("{.reg .f32 t; rcp.approx.ftz.f32 t, %1; add.f32 %0, t, 0f3F000000;}" : "=f"(y) : "f"(x));
+  if constexpr (op == kRcp)
+    asm volatile("{.reg .f32 t; rcp.approx.ftz.f32 t, %1; add.f32 %0, t, 0f3F000000;}" : "=f"(y) : "f"(x));
   if constexpr (op == kFfma) asm volatile("fma.rn.f32 %0, %1, %1, 0f3F000000;" : "=f"(y) : "f"(x));
   return y;
 }

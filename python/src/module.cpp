@@ -155,8 +155,9 @@ flashattn_bwd_params bwd_params(const Attn& attn, const Desc& out, const Desc& l
 }
 
 // One Python call for the backward: sizes the workspace (flashattn_bwd_workspace_size, which
-// validates all but the pointers; the launch checks those), asks `workspace(bytes)` for the device address of at least that many bytes (the caller
-// allocates it on q's device, stream-ordered, and keeps it until the kernels are done), then launches.
+// validates all but the pointers; the launch checks those), asks `workspace(bytes)` for the device
+// address of at least that many bytes (the caller allocates it on q's device, stream-ordered, and
+// keeps it until the kernels are done), then launches.
 // The arguments convert once (session 40: a sizing call of its own converted them twice).
 void bwd(const Attn& attn, const Desc& out, const Desc& lse, const Desc& dout, const Desc& dq, const Desc& dk,
          const Desc& dv, bool deterministic, const nb::callable& workspace, int device, uintptr_t stream,

@@ -63,7 +63,9 @@ struct TileMask {
       }
 #else
       each(acc, coord, m0, n0, left, right,
-           [&](float dot, int row, int col) { return score<float>(dot, scale, softcap, slope, row, col, seqlen_q, seqlen_k); },
+           [&](float dot, int row, int col) {
+             return score<float>(dot, scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+           },
            need_mask);
 #endif
     }

@@ -226,7 +226,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         // P^T = exp(scale S^T - lse) (bwd_pointwise.h), to shared memory for dV and warpgroup 1.
         const BlockVisibility vis = block_visibility<kBlockN, kBlockM>(p, si, m0, n0);
         auto no_ds = [](int, int, float, float) {};
-        block_probabilities<false>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, FastSoftcap(0.f, 0.f), scale_log2, lse_log2, no_ds);
+        block_probabilities<false>(acc_rc, cS_rc, p, si, m0, n0, vis, 0.f, FastSoftcap(0.f, 0.f), scale_log2, lse_log2,
+                                   no_ds);
         Tensor rP = cute::make_tensor<Element>(acc.layout());
         CUTE_UNROLL
         for (int i = 0; i < size(acc); ++i) rP(i) = Element(acc(i));
