@@ -3,10 +3,11 @@
 // backends) are measured in the same process by the Python benchmark; this tool covers the C++ side.
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
 //                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
-//                   [--deterministic 0|1] [--varlen 0|1] [--dropout P] [--softcap C] [--queued 0|1]
+//                   [--deterministic 0|1] [--varlen 0|1] [--dropout P] [--softcap C] [--alibi 0|1] [--queued 0|1]
 //   --varlen 1: the same shapes packed as varlen (batch sequences of seqlen each, cu_seqlens on the
 //   device and on the host) through varlen_fwd / varlen_bwd.
-//   --dropout P, --softcap C: time the kernels' dropout or softcap variants (the JSON rows say so).
+//   --dropout P, --softcap C, --alibi 1: time the kernels' dropout, softcap or ALiBi variants (the JSON
+//   rows say so; ALiBi with the usual slopes 2^(-8 i / nheads), i = 1..nheads).
 //   --queued 1: the timed calls are queued back to back, each between its own events, as the Python
 //   benchmark times them (and as training runs them); by default the host waits for each call, so
 //   each starts on an idle GPU.
@@ -18,6 +19,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -113,6 +115,7 @@ int main(int argc, char** argv) {
   std::vector<int> causals = {0, 1};  // --causal 0, 1, "0,1" or both
   int reps = 30, deterministic = 0, varlen = 0, queued = 0;
   float dropout = 0.f, softcap = 0.f;
+  int alibi = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
     else if (!std::strcmp(argv[i], "--backend")) backend_name = argv[i + 1];
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--queued")) queued = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--dropout")) dropout = float(std::atof(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--softcap")) softcap = float(std::atof(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--alibi")) alibi = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
       return 2;
@@ -174,6 +178,7 @@ int main(int argc, char** argv) {
         };
         std::vector<int32_t> cu_host;  // varlen: sequence i starts at row i * s (read by every call)
         void* cu = nullptr;
+        void* slopes = nullptr;
         flashattn::FwdParams f;
         f.attn.q = bshd(q);
         f.attn.k = bshd(k);
@@ -181,6 +186,13 @@ int main(int argc, char** argv) {
         f.attn.is_causal = causal;
         f.attn.dropout_p = dropout;
         f.attn.softcap = softcap;
+        if (alibi) {
+          std::vector<float> slopes_host(h);
+          for (int i = 0; i < h; ++i) slopes_host[i] = std::exp2(-8.f * float(i + 1) / float(h));
+          cudaMalloc(&slopes, h * 4);
+          cudaMemcpy(slopes, slopes_host.data(), h * 4, cudaMemcpyHostToDevice);
+          f.attn.alibi_slopes = flashattn::make_tensor(slopes, flashattn::DType::kFloat32, {h});
+        }
         f.out = bshd(o);
         f.softmax_lse = varlen ? flashattn::make_tensor(lse, flashattn::DType::kFloat32, {h, int64_t(batch) * s})
                                : flashattn::make_tensor(lse, flashattn::DType::kFloat32, {batch, h, s});
@@ -230,7 +242,7 @@ int main(int argc, char** argv) {
                       r.note.empty() ? (std::to_string(r.tflops) + " TFLOP/s").c_str() : r.note.c_str());
           std::fflush(stdout);
         }
-        for (void* p : {q, k, v, o, dout, dq, dk, dv, lse, workspace, cu}) cudaFree(p);
+        for (void* p : {q, k, v, o, dout, dq, dk, dv, lse, workspace, cu, slopes}) cudaFree(p);
       }
   FILE* fp = std::fopen(out_path.c_str(), "w");
   if (!fp) return 1;
@@ -238,6 +250,7 @@ int main(int argc, char** argv) {
   std::string variant;  // the feature variant timed, in every row
   if (dropout > 0.f) variant += ", \"dropout\": " + std::to_string(dropout);
   if (softcap > 0.f) variant += ", \"softcap\": " + std::to_string(softcap);
+  if (alibi) variant += ", \"alibi\": true";
   if (queued) variant += ", \"queued\": true";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
