@@ -126,19 +126,15 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
       const int qi = cute::get<1>(cS_rc(r, c)), kr = cute::get<0>(cS_rc(r, c));
       float score = s_rc(r, c);
       [[maybe_unused]] float grad = 1.f;
-      if constexpr (kScore == ScoreTransform::kSoftcap) {
-        const float t = cap.tanh(score);
-        score = cap.capped(t);
-        grad = FastSoftcap::grad(t);
-      } else if constexpr (kScore == ScoreTransform::kAny) {
-        if (p.softcap > 0.f) {
+      if constexpr (kScore != ScoreTransform::kNone) {
+        if (kScore == ScoreTransform::kSoftcap || p.softcap > 0.f) {
           const float t = cap.tanh(score);
           score = cap.capped(t);
           grad = FastSoftcap::grad(t);
         } else {
           score *= p.scale;
         }
-        if (slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
+        if (kScore == ScoreTransform::kAny && slope != 0.f) score -= slope * float(abs(m0 + qi + diag - (k0 + kr)));
       }
       float prob = fast_exp2(score * scale_log2 - lse_log2[qi]);
       if constexpr (kMasked) {

@@ -378,7 +378,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
       warpgroup_commit_batch();
     };
     // Softcap/ALiBi and the mask on one S tile.
-    auto mask_scores = [&](AccS& acc_s, int n) CUTLASS_LAMBDA_FUNC_INLINE {
+    auto mask_scores = [&](AccS& acc_s, int n) {
       const int n0 = n * kBlockN;
       mask.apply<kTransform>(acc_s, tScS, m0, n0, mask.tile_needs_mask(m0, kBlockM, n0, kBlockN));
     };
@@ -390,33 +390,28 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     };
     // S of K stage `st` computed again from shared memory with scalar FMAs (no wgmma, so each warp
     // may take it alone), for the rescue in scores_to_probs_fast. Q and the K stage are still held.
+    // Element by element, a loop over d each: few registers live beside O and the P in flight. The
+    // two-consumer tiles unroll it over the elements. The three-consumer tile (160 registers a
+    // thread) spilled that (180 B, four loads a key block inside the loop, 0.985-1.009x; session
+    // 40), so there it is not unrolled and no element's shared-memory addresses are computed ahead
+    // and held: element i's score enters at the end of acc_s, which shifts down by one each turn,
+    // so after size(acc_s) turns each element is in place (20 / 36 B of spills, one load a key
+    // block left). At d128 that form measured 0.98-0.99x, hence the two.
+    constexpr bool kRotate = Traits::kConsumers != 2;
+    constexpr int kUnroll = kRotate ? 1 : decltype(size(typename AccS::layout_type{}))::value;
     auto recompute_s = [&](AccS& acc_s, int st) {
-      if constexpr (Traits::kConsumers == 2) {
-        // Element by element, a loop over d each: few registers live beside O and the P in flight.
-        CUTE_UNROLL
-        for (int i = 0; i < size(acc_s); ++i) {
-          const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
-          float sum = 0.f;
+#pragma unroll kUnroll
+      for (int i = 0; i < size(acc_s); ++i) {
+        const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
+        float sum = 0.f;
 #pragma unroll 1
-          for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
-          acc_s(i) = sum;
-        }
-      } else {
-        // The three-consumer tile (160 registers a thread) spilled that: 180 B, four loads a key
-        // block inside the loop, 0.985-1.009x (session 40). Here a loop that is not unrolled, so no
-        // element's shared-memory addresses are computed ahead and held: element i's score enters
-        // at the end of acc_s, which shifts down by one each turn, so after size(acc_s) turns each
-        // element is in place (20 / 36 B of spills, one load a key block left). At d128 this form
-        // measured 0.98-0.99x, so the two-consumer tiles keep the unrolled one.
-#pragma unroll 1
-        for (int i = 0; i < size(acc_s); ++i) {
-          const int row = get<0>(tScS(i)), col = get<1>(tScS(i));
-          float sum = 0.f;
-#pragma unroll 1
-          for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
+        for (int d = 0; d < kHeadDim; ++d) sum += float(sQ(row, d, q_stage)) * float(sK(col, d, st));
+        if constexpr (kRotate) {
           CUTE_UNROLL
           for (int j = 0; j + 1 < size(acc_s); ++j) acc_s(j) = acc_s(j + 1);
           acc_s(size(acc_s) - 1) = sum;
+        } else {
+          acc_s(i) = sum;
         }
       }
     };
