@@ -98,8 +98,9 @@ __global__ void __launch_bounds__(Traits::kThreads) fwd_kernel(const FwdCall cal
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
 
   TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left, p.window_right, p.scale, p.softcap, alibi_slope(p, b, h)};
-  // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
-  OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
+  // Scores after a transform in natural units (tanh units with the softcap alone); raw q.k
+  // otherwise, with the scale folded into exp2.
+  OnlineSoftmax<kRows> softmax(mask.softmax_scale_log2<kTransform>());
   const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
   const int rows_q = si.seqlen_q - m0;

@@ -36,6 +36,16 @@ struct TileMask {
   // row + left <= col < min(row + right + 1, seqlen_k): the bounds are per row, and the test is
   // written with & (not &&) so each element is two compares and a select; with && each element
   // took two branches (about 10 instructions, SASS of the d64 forward).
+  // With the softcap alone, apply() leaves a score as tanh(scale q.k / softcap), and the softmax
+  // takes softcap in its scale (softmax_scale_log2): one multiply a score fewer.
+  FA_HOST_DEVICE bool tanh_units() const { return softcap > 0.f && slope == 0.f; }
+  // The softmax's multiplier from apply()'s scores to log2 of a weight (kTransform: natural units,
+  // or tanh units with the softcap alone; otherwise raw q.k).
+  template <bool kTransform>
+  FA_HOST_DEVICE float softmax_scale_log2() const {
+    return float(M_LOG2E) * (kTransform ? (tanh_units() ? softcap : 1.f) : scale);
+  }
+
   template <bool kTransform, typename Acc, typename Coord>
   FA_HOST_DEVICE void apply(Acc& acc, Coord const& coord, int m0, int n0, bool need_mask) const {
     if (!kTransform && !need_mask) return;
@@ -50,21 +60,24 @@ struct TileMask {
     } else {
 #ifdef __CUDA_ARCH__
       const FastSoftcap cap(scale, softcap);  // fast_exp2.h; the references keep score()
-      if (softcap > 0.f && slope == 0.f && !need_mask) {
-        each(acc, coord, m0, n0, left, right, [&](float dot, int, int) { return cap.capped(cap.tanh(dot)); },
-             cute::false_type{});
+      if (tanh_units() && !need_mask) {
+        each(acc, coord, m0, n0, left, right, [&](float dot, int, int) { return cap.tanh(dot); }, cute::false_type{});
       } else {
+        // Branch-free: softcap's tanh predicated, ALiBi's term 0 without it.
+        const float pre = softcap > 0.f ? cap.x_mul : scale, post = softcap > 0.f && slope != 0.f ? softcap : 1.f;
         each(acc, coord, m0, n0, left, right,
              [&](float dot, int row, int col) {
-               const float s = softcap > 0.f ? cap.capped(cap.tanh(dot)) : scale * dot;
-               return slope != 0.f ? s - slope * float(abs(row + diag - col)) : s;
+               float s = dot * pre;
+               if (softcap > 0.f) s = fast_tanh(s);
+               return s * post - slope * float(abs(row + diag - col));
              },
              need_mask);
       }
 #else
       each(acc, coord, m0, n0, left, right,
            [&](float dot, int row, int col) {
-             return score<float>(dot, scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+             const float s = score<float>(dot, scale, softcap, slope, row, col, seqlen_q, seqlen_k);
+             return tanh_units() ? s / softcap : s;
            },
            need_mask);
 #endif

@@ -132,9 +132,11 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
   constexpr bool kFastSoftmax = kHeadDim <= 128 && !(kDropout && kTransform);
   // Where the fast softmax's fallback goes warp by warp, with no warpgroup vote (scores_to_probs_fast):
   // the plain variant: d128 +4.0-4.6% from 2k, causal +2.5-4.3% (session 40); d64's three-consumer
-  // tile +0.3-2.7%, causal +0.8-1.5% with recompute_s's rotating loop (session 41). With dropout or
-  // a transform its scalar recompute spills: 20 and 232 B in d128's variants (session 39).
-  constexpr bool kWarpRescue = kFastSoftmax && !kDropout && !kTransform;
+  // tile +0.3-2.7%, causal +0.8-1.5% with recompute_s's rotating loop (session 41); the softcap/ALiBi
+  // variant, since its softcap is one MUFU.TANH (with tanhf, 232 B of spills at d128, session 39):
+  // softcap d64 +4.6-4.8%, d128 +0.6-1.3%, ALiBi d128 +3.0-4.3% (session 42). With dropout its
+  // recompute spills (20 B).
+  constexpr bool kWarpRescue = kFastSoftmax && !kDropout;
   // The end of a tile's work that does not need O (row sums to factors and lse, the next tile's
   // coordinates) under its last P V GEMM (below), where O leaves from registers (varlen, d <= 128):
   // d128 varlen +2-5%, the next tile's cu_seqlens loads off the path between two tiles' GEMMs. With
@@ -366,8 +368,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
     int last_stage = 0;  // the stage of the tile's last key block (kOInStages)
     sm80::TileMask mask{si.seqlen_q, si.seqlen_k, p.window_left,       p.window_right,
                         p.scale,     p.softcap,   alibi_slope(p, b, h)};
-    // Natural-unit scores after a transform; raw q.k otherwise, with the scale folded into exp2.
-    sm80::OnlineSoftmax<kRows> softmax(float(M_LOG2E) * (kTransform ? 1.f : p.scale));
+    // Scores after a transform in natural units (tanh units with the softcap alone); raw q.k
+    // otherwise, with the scale folded into exp2.
+    sm80::OnlineSoftmax<kRows> softmax(mask.softmax_scale_log2<kTransform>());
     const uint64_t subsequence = dropout_subsequence(rng.offset, p, b, h);
 
     // S = Q K^T of the K stage `st`, issued and committed, not waited for.
