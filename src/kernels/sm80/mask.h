@@ -25,17 +25,18 @@ struct TileMask {
            (window_left >= 0 && n0 < m_last + diag - window_left);
   }
 
-  // kTransform (softcap or ALiBi) turns the tile into natural-unit scores. The softcap alone on a
-  // tile without a mask (the common case) has a loop of its own, chosen once a tile: in one loop
-  // with per-element branches the compiler predicated every path, so each score issued all of them
-  // (~25 instructions a score in the Hopper forward's softcap variant; bench/NOTES.md, session 41).
-  // Everything else shares one loop (a copy for each combination put the Hopper forward's d128
-  // softcap accumulators in local memory, 368 B). Without a transform the mask is one branch around
-  // its loop, so a tile that needs none runs straight-line code (a test per element, each a branch,
-  // cost the Hopper forward a fifth of its issue slots). An element is visible when
-  // row + left <= col < min(row + right + 1, seqlen_k): the bounds are per row, and the test is
-  // written with & (not &&) so each element is two compares and a select; with && each element
-  // took two branches (about 10 instructions, SASS of the d64 forward).
+  // kTransform (softcap or ALiBi) turns the tile into natural-unit scores. The softcap alone and
+  // ALiBi alone on a tile without a mask (the common cases) have loops of their own, chosen once a
+  // tile: in one loop with per-element branches the compiler predicated every path, so each score
+  // issued all of them (~25 instructions a score in the Hopper forward's softcap variant;
+  // bench/NOTES.md, session 41). Everything else shares one branch-free loop (a copy for each
+  // combination put the Hopper forward's d128 softcap accumulators in local memory, 368 B; three
+  // copies did too while the shared loop still branched, session 41). Without a transform the mask
+  // is one branch around its loop, so a tile that needs none runs straight-line code (a test per
+  // element, each a branch, cost the Hopper forward a fifth of its issue slots). An element is
+  // visible when row + left <= col < min(row + right + 1, seqlen_k): the bounds are per row, and
+  // the test is written with & (not &&) so each element is two compares and a select; with && each
+  // element took two branches (about 10 instructions, SASS of the d64 forward).
   // With the softcap alone, apply() leaves a score as tanh(scale q.k / softcap), and the softmax
   // takes softcap in its scale (softmax_scale_log2): one multiply a score fewer.
   FA_HOST_DEVICE bool tanh_units() const { return softcap > 0.f && slope == 0.f; }
@@ -62,6 +63,8 @@ struct TileMask {
       const FastSoftcap cap(scale, softcap);  // fast_exp2.h; the references keep score()
       if (tanh_units() && !need_mask) {
         each(acc, coord, m0, n0, left, right, [&](float dot, int, int) { return cap.tanh(dot); }, cute::false_type{});
+      } else if (softcap == 0.f && !need_mask) {
+        alibi_unmasked(acc, coord, m0 + diag - n0);
       } else {
         // Branch-free: softcap's tanh predicated, ALiBi's term 0 without it.
         const float pre = softcap > 0.f ? cap.x_mul : scale, post = softcap > 0.f && slope != 0.f ? softcap : 1.f;
@@ -81,6 +84,21 @@ struct TileMask {
            },
            need_mask);
 #endif
+    }
+  }
+
+  // ALiBi alone on a tile without a mask: scale q.k - slope |row + diag - col|, two FFMAs a score.
+  // row - col is a thread's offset plus a constant of the unrolled element, so the bias is
+  // slope x that constant + slope x (the thread's offset + diag_offset = m0 + diag - n0): no integer
+  // math or conversion a score (I2F issues at the MUFU's quarter rate).
+  template <typename Acc, typename Coord>
+  CUTE_HOST_DEVICE void alibi_unmasked(Acc& acc, Coord const& coord, int diag_offset) const {
+    const int row0 = get<0>(coord(0)), col0 = get<1>(coord(0));
+    const float base = slope * float(diag_offset + row0 - col0);
+    CUTE_UNROLL
+    for (int i = 0; i < size(acc); ++i) {
+      const float step = float((get<0>(coord(i)) - row0) - (get<1>(coord(i)) - col0));  // a constant
+      acc(i) = fmaf(acc(i), scale, -fabsf(fmaf(slope, step, base)));
     }
   }
 

@@ -103,10 +103,11 @@ __device__ __forceinline__ BlockVisibility block_visibility(const Problem& p, co
 }
 
 // What probabilities() does to a raw score before the exponential: nothing (the softmax scale is
-// folded into scale_log2), the softcap alone, or either transform as the call's values say. The
-// softcap alone has its own loop: with the branches per element the compiler predicated both paths
-// and ALiBi's, and every score issued all of them (the forward's TileMask, bench/NOTES.md, session 41).
-enum class ScoreTransform { kNone, kSoftcap, kAny };
+// folded into scale_log2), the softcap alone, ALiBi alone (blocks without a mask), or either
+// transform as the call's values say. The first three have loops of their own: with the branches
+// per element the compiler predicated every path, and every score issued all of them (the
+// forward's TileMask, bench/NOTES.md, session 41).
+enum class ScoreTransform { kNone, kSoftcap, kAlibi, kAny };
 
 // s_rc: raw q.k (without a transform the softmax scale is folded into scale_log2; with softcap or
 // ALiBi the scores are taken to natural units first) -> P, masked per element when kMasked. slope:
@@ -119,6 +120,10 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
                                               const FastSoftcap& cap, float scale_log2, const float* lse_log2,
                                               OnProb&& on_prob) {
   const int diag = si.seqlen_k - si.seqlen_q;
+  // kAlibi: query - key is a thread's offset plus a constant of the unrolled element, so the bias
+  // is two FFMAs a score, with no integer math or I2F (TileMask::alibi_unmasked).
+  const int q00 = cute::get<1>(cS_rc(0, 0)), k00 = cute::get<0>(cS_rc(0, 0));
+  [[maybe_unused]] const float alibi_base = slope * float(m0 + q00 + diag - (k0 + k00));
   CUTE_UNROLL
   for (int r = 0; r < cute::size<0>(s_rc); ++r) {
     CUTE_UNROLL
@@ -126,7 +131,10 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
       const int qi = cute::get<1>(cS_rc(r, c)), kr = cute::get<0>(cS_rc(r, c));
       float score = s_rc(r, c);
       [[maybe_unused]] float grad = 1.f;
-      if constexpr (kScore != ScoreTransform::kNone) {
+      if constexpr (kScore == ScoreTransform::kAlibi) {
+        const float step = float((qi - q00) - (kr - k00));  // a constant
+        score = fmaf(score, p.scale, -fabsf(fmaf(slope, step, alibi_base)));
+      } else if constexpr (kScore != ScoreTransform::kNone) {
         if (kScore == ScoreTransform::kSoftcap || p.softcap > 0.f) {
           const float t = cap.tanh(score);
           score = cap.capped(t);
@@ -148,7 +156,8 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
 }
 
 // probabilities() with the per-element mask only where the block needs one (vis.whole: none), so
-// the common, whole block runs branch-free; with kTransform, the softcap alone in loops of its own.
+// the common, whole block runs branch-free; with kTransform, the softcap alone in loops of its own,
+// and ALiBi alone in one for whole blocks.
 template <bool kTransform, typename TensorS, typename CoordRC, typename OnProb>
 __device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p,
                                                     const SeqInfo& si, int m0, int k0, const BlockVisibility& vis,
@@ -165,6 +174,9 @@ __device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC
     with(std::integral_constant<ScoreTransform, ScoreTransform::kNone>{});
   } else if (p.softcap > 0.f && slope == 0.f) {
     with(std::integral_constant<ScoreTransform, ScoreTransform::kSoftcap>{});
+  } else if (p.softcap == 0.f && vis.whole) {
+    probabilities<ScoreTransform::kAlibi, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
+                                                 on_prob);
   } else {
     with(std::integral_constant<ScoreTransform, ScoreTransform::kAny>{});
   }
