@@ -90,7 +90,7 @@ struct TileMask {
   // ALiBi alone on a tile without a mask: scale q.k - slope |row + diag - col|, two FFMAs a score.
   // row - col is a thread's offset plus a constant of the unrolled element, so the bias is
   // slope x that constant + slope x (the thread's offset + diag_offset = m0 + diag - n0): no integer
-  // math or conversion a score (I2F issues at the MUFU's quarter rate).
+  // add, IABS or int-to-float conversion a score (bench/NOTES.md, session 42).
   template <typename Acc, typename Coord>
   CUTE_HOST_DEVICE void alibi_unmasked(Acc& acc, Coord const& coord, int diag_offset) const {
     const int row0 = get<0>(coord(0)), col0 = get<1>(coord(0));
