@@ -59,22 +59,27 @@ TEST(Sm90BwdDeterministic, TenRerunsBitwiseEqual) {
 }
 
 // Large shapes (too slow for the fp64 CPU reference): against the fp32 GPU reference on the same
-// bf16 inputs, a few bf16 ulps of the largest value. Many CTAs add into each dQ block.
+// bf16 inputs, a few bf16 ulps of the largest value. Many CTAs add into each dQ block. ALiBi alone
+// takes whole blocks through its own loop, on both sides of the diagonal (sq != sk).
 TEST(Sm90BwdLarge, MatchesFp32GpuReference) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
   std::mt19937_64 rng(fresh_seed());
-  const std::tuple<int, int, int, bool, int, int, float> shapes[] = {
-      // seqlen_q, seqlen_k, head_dim, causal, nheads, nheads_k, dropout
-      {4096, 4096, 128, true, 4, 2, 0.f}, {3000, 5000, 64, false, 2, 2, 0.f}, {2048, 2048, 128, false, 4, 4, 0.15f},
-      {3000, 4100, 256, true, 4, 2, 0.f}, {2048, 2048, 256, false, 2, 2, 0.1f}};
-  for (auto [sq, sk, d, causal, h, hk, dropout] : shapes) {
+  const std::tuple<int, int, int, bool, int, int, float, bool> shapes[] = {
+      // seqlen_q, seqlen_k, head_dim, causal, nheads, nheads_k, dropout, alibi
+      {4096, 4096, 128, true, 4, 2, 0.f, false}, {3000, 5000, 64, false, 2, 2, 0.f, false},
+      {2048, 2048, 128, false, 4, 4, 0.15f, false}, {3000, 4100, 256, true, 4, 2, 0.f, false},
+      {2048, 2048, 256, false, 2, 2, 0.1f, false}, {2500, 1800, 128, false, 4, 2, 0.f, true},
+      {2048, 3000, 128, true, 4, 4, 0.f, true}, {1500, 2200, 256, false, 2, 2, 0.f, true}};
+  for (auto [sq, sk, d, causal, h, hk, dropout, alibi] : shapes) {
     if (!bucket_built(d)) continue;  // a partial build (scripts/ab-bench); every bucket in gpu-check
     Case c;
     c.dtype = FLASHATTN_BFLOAT16;
     c.batch = 1, c.seqlen_q = sq, c.seqlen_k = sk, c.head_dim = d, c.causal = causal, c.nheads = h, c.nheads_k = hk;
     c.dropout = dropout;
-    SCOPED_TRACE("sq " + std::to_string(sq) + " sk " + std::to_string(sk) + " d " + std::to_string(d));
+    c.alibi = alibi;
+    SCOPED_TRACE("sq " + std::to_string(sq) + " sk " + std::to_string(sk) + " d " + std::to_string(d) +
+                 (alibi ? " alibi" : ""));
     HostProblem hp(c, rng);
     HostTensor dout = random_tensor(c.dtype, hp.q.shape, rng);
     const DeviceRun ref = run_on_device(hp, Backend::kReference, &dout);

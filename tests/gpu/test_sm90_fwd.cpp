@@ -79,9 +79,10 @@ TEST(Sm90FwdScope, AutoPicksHopperAndFallsBack) {
 
 // Problems of many more tiles than SMs, so a persistent CTA walks several tiles (its pipeline
 // states, Q barriers and ping-pong turns carried from one tile to the next), against the fp32 GPU
-// reference on the same inputs: a few bf16 ulps of the largest value. Dropout and softcap take
-// the other kernel variants through the same walk; d64 at 4000 keys the long-row tile; d256 at 500
-// its short tile with the two-pass TMA store (a partial last query block).
+// reference on the same inputs: a few bf16 ulps of the largest value. Dropout, softcap and ALiBi
+// take the other kernel variants through the same walk (ALiBi alone: the unmasked tiles' own loop,
+// on both sides of the diagonal); d64 at 4000 keys the long-row tile; d256 at 500 its short tile
+// with the two-pass TMA store (a partial last query block).
 TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
   FLASHATTN_REQUIRE_GPU();
   if (device_major() != 9) GTEST_SKIP() << "GPU test skipped: the Hopper kernels need an sm90 device";
@@ -90,11 +91,13 @@ TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
     int batch, seqlen, head_dim, nheads, nheads_k;
     bool causal;
     float dropout, softcap;
+    bool alibi = false;
   };
-  const Shape shapes[] = {{4, 2048, 128, 8, 2, false, 0.f, 0.f}, {4, 2048, 64, 8, 8, true, 0.f, 0.f},
-                          {2, 4000, 64, 8, 8, false, 0.f, 0.f}, {4, 1024, 256, 8, 4, false, 0.f, 0.f},
-                          {4, 1100, 96, 8, 8, false, 0.1f, 0.f}, {3, 1500, 192, 8, 2, true, 0.f, 30.f},
-                          {8, 500, 256, 16, 4, false, 0.f, 0.f}};
+  const Shape shapes[] = {{4, 2048, 128, 8, 2, false, 0.f, 0.f},       {4, 2048, 64, 8, 8, true, 0.f, 0.f},
+                          {2, 4000, 64, 8, 8, false, 0.f, 0.f},        {4, 1024, 256, 8, 4, false, 0.f, 0.f},
+                          {4, 1100, 96, 8, 8, false, 0.1f, 0.f},       {3, 1500, 192, 8, 2, true, 0.f, 30.f},
+                          {8, 500, 256, 16, 4, false, 0.f, 0.f},       {2, 3000, 128, 8, 2, false, 0.f, 0.f, true},
+                          {2, 2100, 128, 8, 8, true, 0.f, 0.f, true},  {2, 1700, 256, 4, 2, false, 0.f, 0.f, true}};
   for (const Shape& s : shapes) {
     if (!bucket_built(s.head_dim)) continue;  // a partial build (scripts/ab-bench); every bucket in gpu-check
     Case c;
@@ -107,8 +110,9 @@ TEST(Sm90Large, ManyTilesMatchFp32GpuReference) {
     c.causal = s.causal;
     c.dropout = s.dropout;
     c.softcap = s.softcap;
+    c.alibi = s.alibi;
     SCOPED_TRACE("batch " + std::to_string(s.batch) + " seqlen " + std::to_string(s.seqlen) + " d " +
-                 std::to_string(s.head_dim) + (s.causal ? " causal" : ""));
+                 std::to_string(s.head_dim) + (s.causal ? " causal" : "") + (s.alibi ? " alibi" : ""));
     HostProblem hp(c, rng);
     const DeviceRun ref = run_on_device(hp, Backend::kReference);
     const DeviceRun got = run_on_device(hp, Backend::kSm90);
