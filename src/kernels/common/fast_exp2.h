@@ -38,4 +38,13 @@ struct FastSoftcap {
   __device__ static float grad(float t) { return 1.f - t * t; }
 };
 
+// scale dot - slope |row + diag - col| for ALiBi without integer math or an int-to-float conversion
+// a score. Within one thread's unrolled accumulator, row + diag - col is the distance of the
+// thread's first element plus a constant of the element (`step`); slope_first = slope x that first
+// distance, once a tile. Two FFMAs; the absolute value is an operand modifier (bench/NOTES.md,
+// session 42).
+__device__ __forceinline__ float alibi_score(float dot, float scale, float slope, float slope_first, float step) {
+  return fmaf(dot, scale, -fabsf(fmaf(slope, step, slope_first)));
+}
+
 }  // namespace flashattn

@@ -87,18 +87,15 @@ struct TileMask {
     }
   }
 
-  // ALiBi alone on a tile without a mask: scale q.k - slope |row + diag - col|, two FFMAs a score.
-  // row - col is a thread's offset plus a constant of the unrolled element, so the bias is
-  // slope x that constant + slope x (the thread's offset + diag_offset = m0 + diag - n0): no integer
-  // add, IABS or int-to-float conversion a score (bench/NOTES.md, session 42).
+  // ALiBi alone on a tile without a mask (alibi_score, fast_exp2.h). diag_offset = m0 + diag - n0.
   template <typename Acc, typename Coord>
-  CUTE_HOST_DEVICE void alibi_unmasked(Acc& acc, Coord const& coord, int diag_offset) const {
+  __device__ void alibi_unmasked(Acc& acc, Coord const& coord, int diag_offset) const {
     const int row0 = get<0>(coord(0)), col0 = get<1>(coord(0));
-    const float base = slope * float(diag_offset + row0 - col0);
+    const float slope_first = slope * float(diag_offset + row0 - col0);
     CUTE_UNROLL
     for (int i = 0; i < size(acc); ++i) {
       const float step = float((get<0>(coord(i)) - row0) - (get<1>(coord(i)) - col0));  // a constant
-      acc(i) = fmaf(acc(i), scale, -fabsf(fmaf(slope, step, base)));
+      acc(i) = alibi_score(acc(i), scale, slope, slope_first, step);
     }
   }
 

@@ -120,10 +120,10 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
                                               const FastSoftcap& cap, float scale_log2, const float* lse_log2,
                                               OnProb&& on_prob) {
   const int diag = si.seqlen_k - si.seqlen_q;
-  // kAlibi: query - key is a thread's offset plus a constant of the unrolled element, so the bias
-  // is two FFMAs a score, with no integer math or I2F (TileMask::alibi_unmasked).
+  // kAlibi (alibi_score, fast_exp2.h): the distance of the thread's first element, and each
+  // element's offset from it, a constant.
   const int q00 = cute::get<1>(cS_rc(0, 0)), k00 = cute::get<0>(cS_rc(0, 0));
-  [[maybe_unused]] const float alibi_base = slope * float(m0 + q00 + diag - (k0 + k00));
+  [[maybe_unused]] const float slope_first = slope * float(m0 + q00 + diag - (k0 + k00));
   CUTE_UNROLL
   for (int r = 0; r < cute::size<0>(s_rc); ++r) {
     CUTE_UNROLL
@@ -132,8 +132,7 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
       float score = s_rc(r, c);
       [[maybe_unused]] float grad = 1.f;
       if constexpr (kScore == ScoreTransform::kAlibi) {
-        const float step = float((qi - q00) - (kr - k00));  // a constant
-        score = fmaf(score, p.scale, -fabsf(fmaf(slope, step, alibi_base)));
+        score = alibi_score(score, p.scale, slope, slope_first, float((qi - q00) - (kr - k00)));
       } else if constexpr (kScore != ScoreTransform::kNone) {
         if (kScore == ScoreTransform::kSoftcap || p.softcap > 0.f) {
           const float t = cap.tanh(score);
