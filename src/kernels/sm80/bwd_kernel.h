@@ -231,9 +231,15 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
         n0 + kBlockN > si.seqlen_k || (p.window_right >= 0 && n0 + kBlockN - 1 > m0 + diag + p.window_right) ||
         (p.window_left >= 0 && n0 < min(m0 + kBlockM, si.seqlen_q) - 1 + diag - p.window_left);
     // Copies of the pass, so the common unmasked tile carries no per-element branch on need_mask,
-    // and the softcap alone none on the transform (its branches, predicated, issued every path's
-    // instructions a score: the forward's TileMask, bench/NOTES.md, session 41).
-    auto pointwise = [&](auto masked, auto softcap_only) {
+    // and the softcap alone or ALiBi alone (unmasked) none on the transform (its branches,
+    // predicated, issued every path's instructions a score: the forward's TileMask, bench/NOTES.md,
+    // session 41). ALiBi alone: row - col is a thread's offset plus a constant of the unrolled
+    // element, so the bias is two FFMAs a score (alibi_score, fast_exp2.h).
+    enum { kAnyTransform, kSoftcapOnly, kAlibiOnly };
+    const int row00 = get<0>(tScS(0, 0, 0)), col00 = get<1>(tScS(0, 0, 0));
+    const float slope_first = slope * float(m0 + row00 + diag - (n0 + col00));
+    auto pointwise = [&](auto masked, auto kind) {
+      constexpr int kKind = decltype(kind)::value;
       CUTE_UNROLL
       for (int mi = 0; mi < size<1>(acc_s); ++mi) {
         CUTE_UNROLL
@@ -248,15 +254,18 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
             const int row = m0 + get<0>(tScS(v, mi, ni)), col = n0 + get<1>(tScS(v, mi, ni));
             const int r = 2 * mi + v / 2;
             float s = acc_s(v, mi, ni), grad = 1.f;
-            if constexpr (kTransform) {
-              if (decltype(softcap_only)::value || p.softcap > 0.f) {
+            if constexpr (kTransform && kKind == kAlibiOnly) {
+              const float step = float((get<0>(tScS(v, mi, ni)) - row00) - (get<1>(tScS(v, mi, ni)) - col00));
+              s = alibi_score(s, p.scale, slope, slope_first, step);
+            } else if constexpr (kTransform) {
+              if (kKind == kSoftcapOnly || p.softcap > 0.f) {
                 const float t = cap.tanh(s);
                 s = cap.capped(t);
                 grad = FastSoftcap::grad(t);
               } else {
                 s *= p.scale;
               }
-              if (!decltype(softcap_only)::value && slope != 0.f) s -= slope * float(abs(row + diag - col));
+              if (kKind != kSoftcapOnly && slope != 0.f) s -= slope * float(abs(row + diag - col));
             }
             float prob = fast_exp2(s * scale_log2 - lse_log2[r]);
             if constexpr (decltype(masked)::value) {
@@ -276,19 +285,22 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
         }
       }
     };
-    auto masked_or_not = [&](auto softcap_only) {
+    auto masked_or_not = [&](auto kind) {
       if (need_mask)
-        pointwise(std::true_type{}, softcap_only);
+        pointwise(std::true_type{}, kind);
       else
-        pointwise(std::false_type{}, softcap_only);
+        pointwise(std::false_type{}, kind);
     };
+    using AnyTransform = std::integral_constant<int, kAnyTransform>;
     if constexpr (kTransform) {
       if (p.softcap > 0.f && slope == 0.f)
-        masked_or_not(std::true_type{});
+        masked_or_not(std::integral_constant<int, kSoftcapOnly>{});
+      else if (p.softcap == 0.f && !need_mask)
+        pointwise(std::false_type{}, std::integral_constant<int, kAlibiOnly>{});
       else
-        masked_or_not(std::false_type{});
+        masked_or_not(AnyTransform{});
     } else {
-      masked_or_not(std::false_type{});
+      masked_or_not(AnyTransform{});
     }
     {
       Tensor rP = cute::make_tensor<Element>(acc_s.layout());

@@ -156,7 +156,7 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
 
 // probabilities() with the per-element mask only where the block needs one (vis.whole: none), so
 // the common, whole block runs branch-free; with kTransform, the softcap alone in loops of its own,
-// and ALiBi alone in one for whole blocks.
+// ALiBi alone in one for whole blocks, and everything else in one masked loop.
 template <bool kTransform, typename TensorS, typename CoordRC, typename OnProb>
 __device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC& cS_rc, const Problem& p,
                                                     const SeqInfo& si, int m0, int k0, const BlockVisibility& vis,
@@ -177,7 +177,10 @@ __device__ __forceinline__ void block_probabilities(TensorS& s_rc, const CoordRC
     probabilities<ScoreTransform::kAlibi, false>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
                                                  on_prob);
   } else {
-    with(std::integral_constant<ScoreTransform, ScoreTransform::kAny>{});
+    // The rest (a masked block with ALiBi, or softcap and ALiBi together) in one loop, masked: a
+    // whole block passes the mask.
+    probabilities<ScoreTransform::kAny, true>(s_rc, cS_rc, p, si, m0, k0, vis, slope, cap, scale_log2, lse_log2,
+                                              on_prob);
   }
 }
 
