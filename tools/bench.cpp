@@ -4,10 +4,13 @@
 //   flashattn_bench [--out FILE] [--backend auto|reference|sm80|sm90] [--seqlens 512,1024,...]
 //                   [--headdims 64,128,256] [--pass fwd|bwd|both] [--causal 0|1|both] [--reps N]
 //                   [--deterministic 0|1] [--varlen 0|1] [--dropout P] [--softcap C] [--alibi 0|1] [--queued 0|1]
+//                   [--batch N]
 //   --varlen 1: the same shapes packed as varlen (batch sequences of seqlen each, cu_seqlens on the
 //   device and on the host) through varlen_fwd / varlen_bwd.
 //   --dropout P, --softcap C, --alibi 1: time the kernels' dropout, softcap or ALiBi variants (the JSON
 //   rows say so; ALiBi with the usual slopes 2^(-8 i / nheads), i = 1..nheads).
+//   --batch N: N sequences at every length instead of the grid's 16384 / seqlen (a batch too small to
+//   fill the card, as in prefill of one sequence).
 //   --queued 1: the timed calls are queued back to back, each between its own events, as the Python
 //   benchmark times them (and as training runs them); by default the host waits for each call, so
 //   each starts on an idle GPU.
@@ -113,7 +116,7 @@ int main(int argc, char** argv) {
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384}, headdims = {64, 128, 256};
   std::string passes = "both";
   std::vector<int> causals = {0, 1};  // --causal 0, 1, "0,1" or both
-  int reps = 30, deterministic = 0, varlen = 0, queued = 0;
+  int reps = 30, deterministic = 0, varlen = 0, queued = 0, batch_override = 0;
   float dropout = 0.f, softcap = 0.f;
   int alibi = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -131,6 +134,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--dropout")) dropout = float(std::atof(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--softcap")) softcap = float(std::atof(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--alibi")) alibi = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch")) batch_override = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "flashattn_bench: unknown option %s\n", argv[i]);
       return 2;
@@ -159,7 +163,7 @@ int main(int argc, char** argv) {
     for (int causal = 0; causal < 2; ++causal)
       for (int s : seqlens) {
         if (std::find(causals.begin(), causals.end(), causal) == causals.end()) continue;
-        const int batch = std::max(1, 16384 / s), h = 2048 / d;
+        const int batch = batch_override > 0 ? batch_override : std::max(1, 16384 / s), h = 2048 / d;
         const size_t n = size_t(batch) * s * h * d;
         void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse;
         cudaMalloc(&q, n * 2), cudaMalloc(&k, n * 2), cudaMalloc(&v, n * 2), cudaMalloc(&o, n * 2);
