@@ -40,11 +40,19 @@ struct FastSoftcap {
 
 // scale dot - slope |row + diag - col| for ALiBi without integer math or an int-to-float conversion
 // a score. Within one thread's unrolled accumulator, row + diag - col is the distance of the
-// thread's first element plus a constant of the element (`step`); slope_first = slope x that first
-// distance, once a tile. Two FFMAs; the absolute value is an operand modifier (bench/NOTES.md,
-// session 42).
-__device__ __forceinline__ float alibi_score(float dot, float scale, float slope, float slope_first, float step) {
-  return fmaf(dot, scale, -fabsf(fmaf(slope, step, slope_first)));
-}
+// thread's first element (row0, col0) plus a constant of the element, (row - row0) - (col - col0);
+// slope_first = slope x that first distance, once a tile. Two FFMAs a score; the absolute value is
+// an operand modifier (bench/NOTES.md, session 42). Rows and columns are the tile's own (from 0);
+// offset = m0 + diag - n0 places the tile.
+struct AlibiFromFirst {
+  int row0, col0;
+  float slope, slope_first;
+  __device__ AlibiFromFirst(float slope_, int row0_, int col0_, int offset)
+      : row0(row0_), col0(col0_), slope(slope_), slope_first(slope_ * float(offset + row0_ - col0_)) {}
+  __device__ float score(float dot, float scale, int row, int col) const {
+    const float step = float((row - row0) - (col - col0));  // a constant of the unrolled element
+    return fmaf(dot, scale, -fabsf(fmaf(slope, step, slope_first)));
+  }
+};
 
 }  // namespace flashattn

@@ -234,10 +234,9 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
     // and the softcap alone or ALiBi alone (unmasked) none on the transform (its branches,
     // predicated, issued every path's instructions a score: the forward's TileMask, bench/NOTES.md,
     // session 41). ALiBi alone: row - col is a thread's offset plus a constant of the unrolled
-    // element, so the bias is two FFMAs a score (alibi_score, fast_exp2.h).
+    // element, so the bias is two FFMAs a score (AlibiFromFirst, fast_exp2.h).
     enum { kAnyTransform, kSoftcapOnly, kAlibiOnly };
-    const int row00 = get<0>(tScS(0, 0, 0)), col00 = get<1>(tScS(0, 0, 0));
-    const float slope_first = slope * float(m0 + row00 + diag - (n0 + col00));
+    const AlibiFromFirst alibi(slope, get<0>(tScS(0, 0, 0)), get<1>(tScS(0, 0, 0)), m0 + diag - n0);
     auto pointwise = [&](auto masked, auto kind) {
       constexpr int kKind = decltype(kind)::value;
       CUTE_UNROLL
@@ -255,8 +254,7 @@ __global__ void __launch_bounds__(Traits::kThreads) bwd_kernel(const BwdCall cal
             const int r = 2 * mi + v / 2;
             float s = acc_s(v, mi, ni), grad = 1.f;
             if constexpr (kTransform && kKind == kAlibiOnly) {
-              const float step = float((get<0>(tScS(v, mi, ni)) - row00) - (get<1>(tScS(v, mi, ni)) - col00));
-              s = alibi_score(s, p.scale, slope, slope_first, step);
+              s = alibi.score(s, p.scale, get<0>(tScS(v, mi, ni)), get<1>(tScS(v, mi, ni)));
             } else if constexpr (kTransform) {
               if (kKind == kSoftcapOnly || p.softcap > 0.f) {
                 const float t = cap.tanh(s);

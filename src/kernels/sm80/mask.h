@@ -87,16 +87,12 @@ struct TileMask {
     }
   }
 
-  // ALiBi alone on a tile without a mask (alibi_score, fast_exp2.h). diag_offset = m0 + diag - n0.
+  // ALiBi alone on a tile without a mask (AlibiFromFirst, fast_exp2.h). diag_offset = m0 + diag - n0.
   template <typename Acc, typename Coord>
   __device__ void alibi_unmasked(Acc& acc, Coord const& coord, int diag_offset) const {
-    const int row0 = get<0>(coord(0)), col0 = get<1>(coord(0));
-    const float slope_first = slope * float(diag_offset + row0 - col0);
+    const AlibiFromFirst alibi(slope, get<0>(coord(0)), get<1>(coord(0)), diag_offset);
     CUTE_UNROLL
-    for (int i = 0; i < size(acc); ++i) {
-      const float step = float((get<0>(coord(i)) - row0) - (get<1>(coord(i)) - col0));  // a constant
-      acc(i) = alibi_score(acc(i), scale, slope, slope_first, step);
-    }
+    for (int i = 0; i < size(acc); ++i) acc(i) = alibi.score(acc(i), scale, get<0>(coord(i)), get<1>(coord(i)));
   }
 
   // One pass over the tile: score_of(dot, row, col), then the mask where `masked` (a bool, or a

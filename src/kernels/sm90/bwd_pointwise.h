@@ -120,10 +120,9 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
                                               const FastSoftcap& cap, float scale_log2, const float* lse_log2,
                                               OnProb&& on_prob) {
   const int diag = si.seqlen_k - si.seqlen_q;
-  // kAlibi (alibi_score, fast_exp2.h): the distance of the thread's first element, and each
-  // element's offset from it, a constant.
-  const int q00 = cute::get<1>(cS_rc(0, 0)), k00 = cute::get<0>(cS_rc(0, 0));
-  [[maybe_unused]] const float slope_first = slope * float(m0 + q00 + diag - (k0 + k00));
+  // kAlibi (AlibiFromFirst, fast_exp2.h): rows are queries, columns keys.
+  [[maybe_unused]] const AlibiFromFirst alibi(slope, cute::get<1>(cS_rc(0, 0)), cute::get<0>(cS_rc(0, 0)),
+                                              m0 + diag - k0);
   CUTE_UNROLL
   for (int r = 0; r < cute::size<0>(s_rc); ++r) {
     CUTE_UNROLL
@@ -132,7 +131,7 @@ __device__ __forceinline__ void probabilities(TensorS& s_rc, const CoordRC& cS_r
       float score = s_rc(r, c);
       [[maybe_unused]] float grad = 1.f;
       if constexpr (kScore == ScoreTransform::kAlibi) {
-        score = alibi_score(score, p.scale, slope, slope_first, float((qi - q00) - (kr - k00)));
+        score = alibi.score(score, p.scale, qi, kr);
       } else if constexpr (kScore != ScoreTransform::kNone) {
         if (kScore == ScoreTransform::kSoftcap || p.softcap > 0.f) {
           const float t = cap.tanh(score);
